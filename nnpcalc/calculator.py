@@ -1,0 +1,66 @@
+"""ASE calculator for nnpcalc model files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from ase.calculators.calculator import Calculator, all_changes
+from ase.stress import full_3x3_to_voigt_6_stress
+
+from .runtime import Model
+
+
+class NNPCalculator(Calculator):
+    """Energy, forces, stress, per-atom energies, charges and dipole from a model file.
+
+    Args:
+        model: path to a model file, the name of a shipped model, a loaded
+            :class:`nnpcalc.runtime.Model`, or None for the shipped default model.
+        device: torch device ("cpu", "cuda", ...).
+        dtype: "float32" or "float64"; the calculator's own precision.
+        fidelity: which fidelity (name or index) of a multi-fidelity model to predict.
+
+    The total charge is read from ``atoms.info["charge"]`` (default 0); changing it triggers
+    a new calculation. Stress is reported for periodic structures only.
+    """
+
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "charges", "dipole"]
+
+    def __init__(self, model: str | Path | Model | None = None, *, device="cpu", dtype="float32",
+                 fidelity: str | int | None = None, **kwargs):
+        super().__init__(**kwargs)
+        self.model = model if isinstance(model, Model) else Model(model, device=device, dtype=dtype)
+        self.fidelity = fidelity
+        self.model.fidelity_index(fidelity)  # fail now, not at the first step
+        self._charge: float | None = None
+
+    def check_state(self, atoms, tol=1e-15):
+        changes = super().check_state(atoms, tol)
+        if self._charge is not None and _total_charge(atoms) != self._charge:
+            changes.append("charge")
+        return changes
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        self._charge = _total_charge(self.atoms)
+        periodic = bool(self.atoms.pbc.any())
+        (out,) = self.model.compute([self.atoms], [self._charge], self.fidelity, stress=periodic)
+        self.results = _ase_results(out, periodic)
+
+
+def _total_charge(atoms) -> float:
+    return float(atoms.info.get("charge", 0.0))
+
+
+def _ase_results(out: dict[str, np.ndarray], periodic: bool) -> dict:
+    """Map model outputs onto ASE's property names and shapes."""
+    results = {"energy": float(out["energy"]), "free_energy": float(out["energy"])}
+    results["energies"] = out["energies"].astype(float)
+    results["forces"] = out["forces"].astype(float)
+    if periodic and "stress" in out:
+        results["stress"] = full_3x3_to_voigt_6_stress(out["stress"].astype(float))
+    for key in ("charges", "dipole"):
+        if key in out:
+            results[key] = out[key].astype(float)
+    return results

@@ -1,0 +1,32 @@
+"""Every error a user can cause, in one place. Each message names the bad value and the fix."""
+
+from __future__ import annotations
+
+
+class NNPError(Exception):
+    """Base class of every nnpcalc error."""
+
+
+class ModelFileError(NNPError, ValueError):
+    """The file is missing, truncated, not an nnpcalc model, or of a newer format version."""
+
+
+class UnknownElementError(NNPError, ValueError):
+    """The structure holds an element the model was not trained on."""
+
+    def __init__(self, unknown: list[str], known: list[str], model: str = "the model"):
+        super().__init__(
+            f"{model} does not support element(s) {', '.join(unknown)}; it knows "
+            f"{', '.join(known)}. Use a model trained on these elements (`nnp info` lists the "
+            "shipped ones) or remove those atoms."
+        )
+        self.unknown = unknown
+        self.known = known
+
+
+class InvalidStructureError(NNPError, ValueError):
+    """NaN/inf positions, a periodic cell with no volume, mismatched shapes."""
+
+
+class UnknownModelError(NNPError, ValueError):
+    """A model name that is neither a file nor a shipped model."""

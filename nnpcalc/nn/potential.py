@@ -1,0 +1,188 @@
+"""The module that is exported: backbone + heads + graph + autograd derivatives.
+
+Its ``forward`` is the model-file contract (see ``nnpcalc.modelfile``)::
+
+    out = model(positions, atomic_numbers, cell, pbc, total_charge)
+
+and ``forward_batch`` does the same for many structures at once. Forces and stress come
+from one autograd pass over the positions and a symmetric strain applied to positions and
+cell: ``forces = -dE/dr``, ``stress = 1/V dE/d(strain)`` (ASE's sign).
+"""
+
+from __future__ import annotations
+
+from typing import Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from .. import graph
+
+
+class Potential(nn.Module):
+    def __init__(
+        self,
+        backbone: nn.Module,
+        heads: List[nn.Module],
+        elements: List[int],
+        cutoff: float,
+        num_fidelities: int = 1,
+        context_channels: int = 0,
+    ):
+        super().__init__()
+        self.backbone = backbone
+        self.heads = nn.ModuleList(heads)
+        self.cutoff = float(cutoff)
+        self.num_fidelities = num_fidelities
+        self.context_channels = context_channels
+        self.fidelity_embedding = nn.Embedding(num_fidelities, max(context_channels, 1))
+        known = torch.zeros(max(elements) + 1, dtype=torch.bool)
+        known[torch.tensor(elements)] = True
+        self.register_buffer("known_elements", known)
+        # a float buffer whose dtype is the model's compute dtype (follows .to(dtype))
+        self.register_buffer("dtype_probe", torch.zeros(()))
+
+    def forward(
+        self,
+        positions: Tensor,
+        atomic_numbers: Tensor,
+        cell: Tensor,
+        pbc: Tensor,
+        total_charge: Tensor,
+        fidelity: Optional[Tensor] = None,
+        edge_index: Optional[Tensor] = None,
+        shifts: Optional[Tensor] = None,
+    ) -> Dict[str, Tensor]:
+        """One structure: positions [N,3] Å, atomic_numbers [N], cell [3,3] Å, pbc [3], total_charge [] e."""
+        batch = torch.zeros_like(atomic_numbers)
+        fid = fidelity.reshape(1) if fidelity is not None else None
+        out = self.forward_batch(
+            positions, atomic_numbers, cell.unsqueeze(0), pbc.unsqueeze(0),
+            total_charge.reshape(1), batch, fid, edge_index, shifts, True, True,
+        )
+        for key in ("energy", "stress", "dipole"):
+            if key in out:
+                out[key] = out[key][0]
+        return out
+
+    @torch.jit.export
+    def forward_batch(
+        self,
+        positions: Tensor,
+        atomic_numbers: Tensor,
+        cell: Tensor,
+        pbc: Tensor,
+        total_charge: Tensor,
+        batch: Tensor,
+        fidelity: Optional[Tensor] = None,
+        edge_index: Optional[Tensor] = None,
+        shifts: Optional[Tensor] = None,
+        compute_forces: bool = True,
+        compute_stress: bool = True,
+    ) -> Dict[str, Tensor]:
+        """B structures: positions [N,3], atomic_numbers [N], cell [B,3,3], pbc [B,3], total_charge [B], batch [N]."""
+        dtype = self.dtype_probe.dtype
+        positions, cell = positions.to(dtype), cell.to(dtype)
+        self._check(positions, atomic_numbers, cell, pbc)
+        if edge_index is None or shifts is None:
+            edge_index, shifts = self.neighbors(positions, cell, pbc, batch)
+        want_grad = compute_forces or compute_stress
+        if want_grad and not torch.is_grad_enabled():
+            raise RuntimeError(
+                "nnpcalc model: forces and stress need autograd; call it with gradients "
+                "enabled (not inside torch.no_grad() or torch.inference_mode())"
+            )
+        positions = positions.detach().requires_grad_(compute_forces)
+        strain = torch.zeros_like(cell).requires_grad_(compute_stress)
+        pos_s, cell_s = _apply_strain(positions, cell, strain, batch)
+        system = {
+            "positions": pos_s,
+            "numbers": atomic_numbers,
+            "batch": batch,
+            "total_charge": total_charge.to(dtype),
+        }
+        out = self.properties(system, cell_s, edge_index, shifts.to(dtype), fidelity)
+        if want_grad:
+            self._derivatives(out, positions, strain, cell, compute_forces, compute_stress)
+        if not self.training:
+            out = {key: value.detach() for key, value in out.items()}
+        return out
+
+    @torch.jit.export
+    def neighbors(self, positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor) -> Tuple[Tensor, Tensor]:
+        """The graph this model uses: (edge_index [2,E], shifts [E,3]); reusable across calls."""
+        return graph.neighbor_list(positions, cell, pbc, batch, cell.shape[0], self.cutoff)
+
+    def properties(
+        self,
+        system: Dict[str, Tensor],
+        cell: Tensor,
+        edge_index: Tensor,
+        shifts: Tensor,
+        fidelity: Optional[Tensor],
+    ) -> Dict[str, Tensor]:
+        """Every head's outputs for (already strained) positions and cells."""
+        pos, batch = system["positions"], system["batch"]
+        vec = graph.edge_vectors(pos, cell, batch, edge_index, shifts)
+        length = torch.sqrt((vec * vec).sum(-1))
+        x = self.backbone(system["numbers"], edge_index, vec, length, system["total_charge"][batch])
+        x = torch.cat([x, self._context(fidelity, system["total_charge"].shape[0])[batch]], dim=-1)
+        out: Dict[str, Tensor] = {}
+        for head in self.heads:
+            out = head(x, system, out)
+        return out
+
+    def _context(self, fidelity: Optional[Tensor], num_structures: int) -> Tensor:
+        """Per-structure context vector (fidelity embedding); width 0 when the model has none."""
+        weight = self.fidelity_embedding.weight
+        if self.context_channels == 0:
+            return weight.new_zeros((num_structures, 0))
+        if fidelity is None:
+            fidelity = torch.zeros(num_structures, dtype=torch.long, device=weight.device)
+        if bool((fidelity < 0).any()) or bool((fidelity >= self.num_fidelities).any()):
+            raise ValueError("nnpcalc model: fidelity index out of range; see metadata 'fidelities'")
+        return self.fidelity_embedding(fidelity.reshape(-1).expand(num_structures))
+
+    def _derivatives(
+        self, out: Dict[str, Tensor], positions: Tensor, strain: Tensor, cell: Tensor,
+        compute_forces: bool, compute_stress: bool,
+    ) -> None:
+        inputs: List[Tensor] = []
+        if compute_forces:
+            inputs.append(positions)
+        if compute_stress:
+            inputs.append(strain)
+        grads = torch.autograd.grad(
+            [out["energy"].sum()], inputs, create_graph=self.training, allow_unused=True
+        )
+        if compute_forces:
+            dE_dr = grads[0]
+            out["forces"] = -dE_dr if dE_dr is not None else torch.zeros_like(positions)
+        if compute_stress:
+            dE_de = grads[len(grads) - 1]
+            volume = torch.linalg.det(cell).abs()
+            volume = torch.where(volume > 0, volume, torch.ones_like(volume))
+            virial = dE_de if dE_de is not None else torch.zeros_like(cell)
+            out["stress"] = virial / volume[:, None, None]
+
+    def _check(self, positions: Tensor, numbers: Tensor, cell: Tensor, pbc: Tensor) -> None:
+        """Refuse what the model cannot serve, naming the problem (the runtime checks first)."""
+        if positions.dim() != 2 or positions.shape[1] != 3 or numbers.shape[0] != positions.shape[0]:
+            raise ValueError("nnpcalc model: positions must be [N,3] with one atomic number per atom")
+        if not bool(torch.isfinite(positions).all()):
+            raise ValueError("nnpcalc model: positions contain NaN or inf")
+        table = self.known_elements
+        if bool((numbers < 0).any()) or bool((numbers >= table.shape[0]).any()) or not bool(table[numbers].all()):
+            raise ValueError("nnpcalc model: element not supported; see metadata 'elements'")
+        for b in range(cell.shape[0]):
+            if bool(pbc[b].any()):
+                lattice = graph.binning_cell(cell[b].to(torch.float64), pbc[b])
+                if float(torch.linalg.det(lattice).abs()) < 1e-6:
+                    raise ValueError("nnpcalc model: periodic cell vectors span no volume")
+
+
+def _apply_strain(positions: Tensor, cell: Tensor, strain: Tensor, batch: Tensor) -> Tuple[Tensor, Tensor]:
+    """Deform positions and cells by the symmetric part of ``strain`` [B,3,3] (zero-valued)."""
+    sym = 0.5 * (strain + strain.transpose(1, 2))
+    pos_s = positions + torch.bmm(positions.unsqueeze(1), sym[batch]).squeeze(1)
+    return pos_s, cell + torch.bmm(cell, sym)

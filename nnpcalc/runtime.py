@@ -1,0 +1,136 @@
+"""A loaded model file bound to a device and dtype, with input validation.
+
+This is the layer every integration (ASE, OpenMM, workflows) calls: numpy or ASE in,
+numpy out, typed errors for anything a user can get wrong.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from ase import Atoms
+from ase.data import chemical_symbols
+
+from . import modelfile
+from .errors import InvalidStructureError, UnknownElementError
+from .properties import PROPERTIES
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
+        return dtype
+    if dtype in DTYPES:
+        return DTYPES[dtype]
+    raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+
+
+class Model:
+    """A model file on a device, in a dtype.
+
+    Args:
+        model: path to a model file or the name of a shipped model (None: the default).
+        device: torch device.
+        dtype: "float32" or "float64" (the model's own precision; never torch's global default).
+    """
+
+    def __init__(self, model: str | Path | None = None, *, device="cpu", dtype="float32"):
+        from .zoo import resolve  # models/ is installed as nnpcalc.zoo
+
+        self.path = resolve(model)
+        self.device = torch.device(device)
+        self.dtype = resolve_dtype(dtype)
+        module, self.metadata = modelfile.load(self.path, self.device)
+        self.module = module.to(self.dtype)
+        self.elements: list[str] = self.metadata["elements"]
+        self.cutoff: float = self.metadata["cutoff"]
+        self.outputs: list[str] = list(self.metadata["outputs"])
+        self.fidelities: list[str] = self.metadata["fidelities"]
+        self._known = {chemical_symbols.index(s) for s in self.elements}
+
+    def __repr__(self) -> str:
+        return f"Model({str(self.path)!r}, elements={self.elements}, cutoff={self.cutoff})"
+
+    def fidelity_index(self, fidelity: str | int | None) -> int | None:
+        if fidelity is None:
+            return None
+        if isinstance(fidelity, int) and 0 <= fidelity < len(self.fidelities):
+            return fidelity
+        if fidelity in self.fidelities:
+            return self.fidelities.index(fidelity)
+        raise ValueError(f"unknown fidelity {fidelity!r}; this model has {', '.join(self.fidelities)}")
+
+    def check(self, atoms: Atoms) -> None:
+        """Raise a typed error naming what in ``atoms`` this model cannot serve."""
+        unknown = sorted({chemical_symbols[z] for z in atoms.numbers if z not in self._known})
+        if unknown:
+            raise UnknownElementError(unknown, self.elements, f"model {self.path.name}")
+        if not np.isfinite(atoms.positions).all():
+            bad = np.where(~np.isfinite(atoms.positions).all(axis=1))[0]
+            raise InvalidStructureError(
+                f"positions of atom(s) {bad[:10].tolist()} are NaN or inf; the structure may "
+                "have exploded in a previous step. Restore a finite geometry."
+            )
+        if atoms.pbc.any():
+            rank = np.linalg.matrix_rank(atoms.cell.array[atoms.pbc], tol=1e-6)
+            if rank < atoms.pbc.sum():
+                raise InvalidStructureError(
+                    f"periodic cell {atoms.cell.array.tolist()} (pbc={atoms.pbc.tolist()}) has no "
+                    "volume along its periodic directions; set a cell with atoms.set_cell(...) or "
+                    "turn periodicity off with atoms.pbc = False."
+                )
+
+    def compute(
+        self,
+        structures: Sequence[Atoms],
+        total_charge: Sequence[float] | None = None,
+        fidelity: str | int | None = None,
+        *,
+        forces: bool = True,
+        stress: bool = True,
+    ) -> list[dict[str, np.ndarray]]:
+        """Evaluate several structures in one batched call; one result dict per structure."""
+        for atoms in structures:
+            self.check(atoms)
+        inputs = self._batch_inputs(structures, total_charge, fidelity)
+        out = self.module.forward_batch(*inputs, compute_forces=forces, compute_stress=stress)
+        return _split(out, inputs[5], len(structures))
+
+    def _batch_inputs(self, structures, total_charge, fidelity):
+        dev, dt = self.device, self.dtype
+        charges = total_charge if total_charge is not None else [a.info.get("charge", 0.0) for a in structures]
+        sizes = [len(a) for a in structures]
+        batch = torch.repeat_interleave(torch.arange(len(structures)), torch.tensor(sizes))
+        index = self.fidelity_index(fidelity)
+        fid = None if index is None else torch.full((len(structures),), index, dtype=torch.long, device=dev)
+        return (
+            torch.tensor(np.concatenate([a.positions for a in structures]), dtype=dt, device=dev),
+            torch.tensor(np.concatenate([a.numbers for a in structures]), dtype=torch.long, device=dev),
+            torch.tensor(np.stack([a.cell.array for a in structures]), dtype=dt, device=dev),
+            torch.tensor(np.stack([a.pbc for a in structures]), dtype=torch.bool, device=dev),
+            torch.tensor(np.asarray(charges, dtype=float), dtype=dt, device=dev),
+            batch.to(dev),
+            fid,
+        )
+
+
+def _split(out: dict[str, torch.Tensor], batch: torch.Tensor, n: int) -> list[dict[str, np.ndarray]]:
+    """Per-structure numpy results from a batched output dict."""
+    sizes = torch.bincount(batch.cpu(), minlength=n).tolist()
+    results: list[dict[str, np.ndarray]] = [{} for _ in range(n)]
+    for key, value in out.items():
+        value = value.detach().cpu().numpy()
+        per_atom = PROPERTIES[key].per_atom if key in PROPERTIES else value.shape[0] != n
+        parts = np.split(value, np.cumsum(sizes)[:-1]) if per_atom else list(value)
+        for result, part in zip(results, parts):
+            result[key] = part
+    return results
+
+
+def load_model(model: str | Path | None = None, **kwargs) -> Model:
+    """Load a model file or shipped model by name (see :class:`Model`)."""
+    return Model(model, **kwargs)

@@ -1,0 +1,25 @@
+"""Units and conversion factors, declared once.
+
+Inside nnpcalc everything is in Å, eV, e (elementary charge) and amu. Conversions
+happen only at the boundary (OpenMM, CLI options); every factor lives here, so there
+is exactly one eV→kJ/mol in the code base.
+"""
+
+from ase import units as _ase
+
+#: Internal units of every tensor that crosses the model-file boundary.
+LENGTH = "Angstrom"
+ENERGY = "eV"
+CHARGE = "e"
+MASS = "amu"
+
+#: Energy: eV → kJ/mol (from ASE's CODATA constants).
+EV_TO_KJ_PER_MOL = 1.0 / (_ase.kJ / _ase.mol)
+#: Length: nm → Å.
+NM_TO_ANGSTROM = 10.0
+#: Pressure: GPa → eV/Å³.
+GPA_TO_EV_PER_A3 = _ase.GPa
+#: Stress / pressure: eV/Å³ → GPa.
+EV_PER_A3_TO_GPA = 1.0 / _ase.GPa
+#: Time: fs → ASE time units.
+FS_TO_ASE_TIME = _ase.fs

@@ -1,0 +1,42 @@
+"""Shared fixtures: tiny random-weight model files built on the fly (nothing is downloaded)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from nnpcalc.nn.build import Architecture, build_potential, export
+
+TINY = {"hidden_channels": 16, "num_layers": 2, "num_rbf": 8, "cutoff_upper": 4.0}
+ELEMENTS = ["H", "C", "N", "O", "Al", "Cu"]
+
+
+def make_model(path, backbone="tensornet", heads=("energy", "charges", "dipole"),
+               fidelities=("default",), seed=0, **backbone_kwargs):
+    """Write a random-weight model file; returns (path, eager potential, architecture)."""
+    torch.manual_seed(seed)
+    arch = Architecture(
+        elements=ELEMENTS, backbone=backbone, backbone_kwargs={**TINY, **backbone_kwargs},
+        heads=list(heads), fidelities=list(fidelities), head_hidden=16,
+    )
+    potential = build_potential(arch)
+    with torch.no_grad():
+        potential.heads[0].atomref.uniform_(-5.0, -1.0)
+        potential.heads[0].scale.fill_(0.7)
+    export(potential, arch, path)
+    return path, potential, arch
+
+
+@pytest.fixture(scope="session")
+def model_file(tmp_path_factory):
+    return make_model(tmp_path_factory.mktemp("models") / "tiny.pt")[0]
+
+
+@pytest.fixture(params=["float32", "float64"])
+def dtype(request):
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def model_factory():
+    return make_model
