@@ -74,3 +74,16 @@ def test_dipole_is_sum_of_charge_times_position(calc64):
     atoms = STRUCTURES["ethanol"].copy()
     atoms.calc = calc64
     np.testing.assert_allclose(atoms.get_dipole_moment(), atoms.get_charges() @ atoms.positions, atol=1e-12)
+
+
+@pytest.mark.parametrize("backbone", ["tensornet", "et", "graph-network"])
+@pytest.mark.parametrize("name", ["al-skewed", "ethanol", "cu-1atom"])
+def test_every_backbone_is_conservative_and_invariant(model_factory, tmp_path, backbone, name):
+    path = model_factory(tmp_path / f"{backbone}.pt", backbone=backbone, seed=3)[0]
+    calc = NNPCalculator(path, dtype="float64")
+    atoms = STRUCTURES[name]
+    for check in (testing.check_forces(calc, atoms, 1e-6), testing.check_rotation(calc, atoms, TOL64)):
+        assert check.passed, check
+    if atoms.pbc.all():
+        check = testing.check_supercell(calc, atoms, TOL64)
+        assert check.passed, check

@@ -74,8 +74,12 @@ def _register(module: nn.Module, name: str, value: Tensor, trainable: bool) -> N
 
 
 class ShiftedSoftplus(nn.Module):
+    """softplus(x) - log 2, with log 2 rounded to float32 exactly as torchmd-net does."""
+
+    shift = float(torch.log(torch.tensor(2.0)))
+
     def forward(self, x: Tensor) -> Tensor:
-        return F.softplus(x) - math.log(2.0)
+        return F.softplus(x) - self.shift
 
 
 RADIAL_BASES = {"expnorm": ExpNormalSmearing, "gauss": GaussianSmearing}
@@ -85,6 +89,7 @@ ACTIVATIONS = {
     "tanh": nn.Tanh,
     "sigmoid": nn.Sigmoid,
     "mish": nn.Mish,
+    "swish": nn.SiLU,  # torchmd-net's Swish with its default beta = 1
 }
 
 
