@@ -20,6 +20,7 @@ class NNPCalculator(Calculator):
         device: torch device ("cpu", "cuda", ...).
         dtype: "float32" or "float64"; the calculator's own precision.
         fidelity: which fidelity (name or index) of a multi-fidelity model to predict.
+        neighbors: neighbour-list back-end ("auto", "vesin", "torch"); see nnpcalc.neighbors.
 
     The total charge is read from ``atoms.info["charge"]`` (default 0); changing it triggers
     a new calculation. Stress is reported for periodic structures only.
@@ -28,9 +29,11 @@ class NNPCalculator(Calculator):
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "charges", "dipole"]
 
     def __init__(self, model: str | Path | Model | None = None, *, device="cpu", dtype="float32",
-                 fidelity: str | int | None = None, **kwargs):
+                 fidelity: str | int | None = None, neighbors: str = "auto", **kwargs):
         super().__init__(**kwargs)
-        self.model = model if isinstance(model, Model) else Model(model, device=device, dtype=dtype)
+        if not isinstance(model, Model):
+            model = Model(model, device=device, dtype=dtype, neighbors=neighbors)
+        self.model = model
         self.fidelity = fidelity
         self.model.fidelity_index(fidelity)  # fail now, not at the first step
         self._charge: float | None = None

@@ -15,6 +15,7 @@ from ase import Atoms
 from ase.data import chemical_symbols
 
 from . import modelfile
+from .neighbors import neighbor_graph
 from .errors import InvalidStructureError, UnknownElementError
 from .properties import PROPERTIES
 
@@ -36,14 +37,17 @@ class Model:
         model: path to a model file or the name of a shipped model (None: the default).
         device: torch device.
         dtype: "float32" or "float64" (the model's own precision; never torch's global default).
+        neighbors: neighbour-list back-end, "auto" (vesin-torch when installed), "vesin" or
+            "torch" (the file's own cell list); all give the same pairs.
     """
 
-    def __init__(self, model: str | Path | None = None, *, device="cpu", dtype="float32"):
+    def __init__(self, model: str | Path | None = None, *, device="cpu", dtype="float32", neighbors="auto"):
         from .zoo import resolve  # models/ is installed as nnpcalc.zoo
 
         self.path = resolve(model)
         self.device = torch.device(device)
         self.dtype = resolve_dtype(dtype)
+        self.neighbors = neighbors
         module, self.metadata = modelfile.load(self.path, self.device)
         self.module = module.to(self.dtype)
         self.elements: list[str] = self.metadata["elements"]
@@ -97,7 +101,9 @@ class Model:
         for atoms in structures:
             self.check(atoms)
         inputs = self._batch_inputs(structures, total_charge, fidelity)
-        out = self.module.forward_batch(*inputs, compute_forces=forces, compute_stress=stress)
+        positions, _, cell, pbc, _, batch, _ = inputs
+        graph = neighbor_graph(positions, cell, pbc, batch, self.cutoff, self.neighbors)
+        out = self.module.forward_batch(*inputs, *graph, compute_forces=forces, compute_stress=stress)
         return _split(out, inputs[5], len(structures))
 
     def _batch_inputs(self, structures, total_charge, fidelity):

@@ -95,3 +95,16 @@ def test_fidelity_selects_a_different_prediction(model_factory, tmp_path):
     assert energies[0] != pytest.approx(energies[1])
     with pytest.raises(ValueError, match="gfn2, gfn1"):
         NNPCalculator(path, fidelity="dft")
+
+
+def test_neighbour_backends_give_the_same_numbers(model_file):
+    from nnpcalc.testing import reference_structures
+
+    for atoms in reference_structures().values():
+        results = []
+        for backend in ("torch", "vesin"):
+            a = atoms.copy()
+            a.calc = NNPCalculator(model_file, dtype="float64", neighbors=backend)
+            results.append((a.get_potential_energy(), a.get_forces()))
+        assert results[0][0] == pytest.approx(results[1][0], abs=1e-10)
+        np.testing.assert_allclose(results[0][1], results[1][1], atol=1e-10)
