@@ -161,3 +161,17 @@ def reference_structures() -> dict[str, Atoms]:
     ethanol.rattle(0.02, seed=4)
     mixed = Atoms("CuAlOH", positions=rng.uniform(0, 3.2, (4, 3)), cell=[[3.2, 0, 0], [0.4, 3.0, 0], [0.3, 0.2, 3.1]], pbc=True)
     return {"cu-1atom": tiny, "al-skewed": skewed, "al-slab": slab, "ethanol": ethanol, "mixed-cell": mixed}
+
+
+def batch_tensors(systems, dtype=None):
+    """(positions [N,3], cell [B,3,3], pbc [B,3], batch [N]) tensors of several structures."""
+    import torch
+
+    dtype = dtype or torch.float64
+    sizes = torch.tensor([len(a) for a in systems])
+    return (
+        torch.tensor(np.concatenate([a.positions for a in systems]), dtype=dtype),
+        torch.tensor(np.stack([a.cell.array for a in systems]), dtype=dtype),
+        torch.tensor(np.stack([a.pbc for a in systems])),
+        torch.repeat_interleave(torch.arange(len(systems)), sizes),
+    )

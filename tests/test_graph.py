@@ -9,7 +9,7 @@ from ase.neighborlist import neighbor_list as ase_neighbor_list
 
 from nnpcalc import graph, modelfile
 
-from nnpcalc.testing import reference_structures as structures
+from nnpcalc.testing import batch_tensors, reference_structures as structures
 
 neighbor_list_scripted = modelfile.script(graph.neighbor_list)
 
@@ -63,10 +63,7 @@ def test_zero_cell_molecule_and_wire():
 
 def test_batch_equals_separate_structures():
     systems = list(structures().values())
-    pos = torch.tensor(np.concatenate([a.positions for a in systems]))
-    cell = torch.tensor(np.stack([a.cell.array for a in systems]))
-    pbc = torch.tensor(np.stack([a.pbc for a in systems]))
-    batch = torch.repeat_interleave(torch.arange(len(systems)), torch.tensor([len(a) for a in systems]))
+    pos, cell, pbc, batch = batch_tensors(systems)
     edge_index, shifts = graph.neighbor_list(pos, cell, pbc, batch, len(systems), 4.0)
     offsets = np.cumsum([0] + [len(a) for a in systems])
     for k, atoms in enumerate(systems):

@@ -1,12 +1,10 @@
 """The runtime's neighbour back-ends find the same pairs as the in-file cell list."""
 
-import numpy as np
 import pytest
-import torch
 
 from nnpcalc.graph import neighbor_list
 from nnpcalc.neighbors import neighbor_graph
-from nnpcalc.testing import reference_structures
+from nnpcalc.testing import batch_tensors, reference_structures
 
 pytest.importorskip("vesin_torch")
 
@@ -17,10 +15,7 @@ def as_set(edge_index, shifts):
 
 def test_vesin_matches_in_file_graph_for_a_batch():
     systems = list(reference_structures().values())
-    pos = torch.tensor(np.concatenate([a.positions for a in systems]))
-    cell = torch.tensor(np.stack([a.cell.array for a in systems]))
-    pbc = torch.tensor(np.stack([a.pbc for a in systems]))
-    batch = torch.repeat_interleave(torch.arange(len(systems)), torch.tensor([len(a) for a in systems]))
+    pos, cell, pbc, batch = batch_tensors(systems)
     fast = neighbor_graph(pos, cell, pbc, batch, 4.0, backend="vesin")
     ref = neighbor_list(pos, cell, pbc, batch, len(systems), 4.0)
     assert as_set(*fast) == as_set(*ref)

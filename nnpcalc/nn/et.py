@@ -13,22 +13,12 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from .graph_ops import add_self_loops, scatter_sum
+from .graph_ops import add_self_loops, drop_short_pairs, scatter_sum
 from .neighbor_embedding import NeighborEmbedding
 from .radial import ACTIVATIONS, RADIAL_BASES, CosineCutoff, choose
 
 
 DISTANCE_INFLUENCE = {"keys": "keys", "values": "values", "both": "both", "none": "none"}
-
-
-def drop_short_pairs(
-    edge_index: Tensor, edge_vec: Tensor, edge_len: Tensor, cutoff_lower: float
-) -> Tuple[Tensor, Tensor, Tensor]:
-    """Keep pairs with ``edge_len >= cutoff_lower``, as upstream's neighbour list does."""
-    if cutoff_lower <= 0.0:
-        return edge_index, edge_vec, edge_len
-    keep = edge_len >= cutoff_lower
-    return edge_index[:, keep], edge_vec[keep], edge_len[keep]
 
 
 class EquivariantMultiHeadAttention(nn.Module):

@@ -10,8 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from .et import drop_short_pairs
-from .graph_ops import scatter_sum
+from .graph_ops import drop_short_pairs, scatter_sum
 from .neighbor_embedding import NeighborEmbedding
 from .radial import ACTIVATIONS, RADIAL_BASES, CosineCutoff, choose
 

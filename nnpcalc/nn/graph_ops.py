@@ -23,3 +23,13 @@ def scatter_sum(src: Tensor, index: Tensor, size: int) -> Tensor:
     """Sum the rows of ``src`` into ``size`` rows by ``index``."""
     out = torch.zeros([size] + list(src.shape[1:]), dtype=src.dtype, device=src.device)
     return out.index_add(0, index, src)
+
+
+def drop_short_pairs(
+    edge_index: Tensor, edge_vec: Tensor, edge_len: Tensor, cutoff_lower: float
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """Keep pairs with ``edge_len >= cutoff_lower``, as upstream's neighbour list does."""
+    if cutoff_lower <= 0.0:
+        return edge_index, edge_vec, edge_len
+    keep = edge_len >= cutoff_lower
+    return edge_index[:, keep], edge_vec[keep], edge_len[keep]
