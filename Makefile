@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all clean
+.PHONY: demo test test-all check-install clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -23,3 +23,12 @@ test-all: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# A non-editable install into a throw-away venv, used from another directory.
+check-install:
+	set -e; dir=$$(mktemp -d); python3 -m venv $$dir/venv; \
+	$$dir/venv/bin/python -m pip install --quiet .; \
+	cd $$dir && $$dir/venv/bin/nnp --help >/dev/null && $$dir/venv/bin/nnp info && \
+	$$dir/venv/bin/python -c "from ase.build import molecule; from nnpcalc import NNPCalculator; \
+	a = molecule('H2O'); a.calc = NNPCalculator(); print('default model energy', a.get_potential_energy(), 'eV')"; \
+	rm -rf $$dir

@@ -34,6 +34,7 @@ class Recipe:
     output: str
     architecture: dict
     generator: str = "hcno"
+    summary: str = ""
     seed: int = 0
     dtype: str = "float32"
     minutes: float = 10.0
@@ -192,7 +193,12 @@ def run(recipe_path: str) -> Path:
         "command": f"python -m nnpcalc.training.fit {recipe_path}",
     }
     print("test:", {k: round(v, 5) for k, v in test.items()})
-    return export(potential, arch, recipe.output, provenance)
+    path = export(potential, arch, recipe.output, provenance)
+    if recipe.summary:
+        from .card import write_card
+
+        write_card(path, recipe.summary)
+    return path
 
 
 if __name__ == "__main__":

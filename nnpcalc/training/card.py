@@ -1,0 +1,60 @@
+"""Model cards: a Markdown page written from a model file's own metadata."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import modelfile
+
+ROWS = [
+    ("energy per atom", "energy_per_atom", 1e3, "meV/atom"),
+    ("forces", "forces", 1.0, "eV/Å"),
+    ("stress", "stress", 1.0, "eV/Å³"),
+    ("charges", "charges", 1.0, "e"),
+]
+
+
+def metrics_table(metrics: dict) -> str:
+    lines = ["| property | MAE | RMSE | unit |", "|---|---:|---:|---|"]
+    for label, key, factor, unit in ROWS:
+        if f"{key}_mae" in metrics:
+            lines.append(f"| {label} | {metrics[f'{key}_mae'] * factor:.4g} | {metrics[f'{key}_rmse'] * factor:.4g} | {unit} |")
+    return "\n".join(lines)
+
+
+def write_card(model_path: str | Path, summary: str) -> Path:
+    """Write ``NAME.md`` beside the model file from its metadata; ``summary`` opens the card."""
+    model_path = Path(model_path)
+    meta = modelfile.read_metadata(model_path)
+    prov = meta["provenance"]
+    arch = meta["architecture"]
+    data = "\n".join(f"- `{d['file']}`: {d['frames']} frames, {d['method']}, sha256 `{d['sha256'][:16]}…`" for d in prov["data"])
+    training = prov["training"]
+    text = f"""# {model_path.stem}
+
+{summary}
+
+- elements: {', '.join(meta['elements'])}; cutoff {meta['cutoff']} Å; outputs: {', '.join(meta['outputs'])}
+- backbone: {meta['backbone']} {arch['backbone_kwargs']}; heads: {', '.join(meta['heads'])}
+- fidelities: {', '.join(meta['fidelities'])}; saved as {meta['dtype']}
+
+## Data and split
+{data}
+- split (random, seed {prov['split']['seed']}): train {prov['split']['train']}, validation {prov['split']['val']}, test {prov['split']['test']} frames
+
+## Held-out test errors
+{metrics_table(prov['test_metrics'])}
+
+## Cost
+{training['epochs']} epochs in {training['seconds'] / 60:.1f} min on {training['machine']}, {training['threads']} torch threads, torch {training['torch']}.
+
+## Reproduce
+```bash
+OMP_NUM_THREADS=2 .venv/bin/python -m nnpcalc.training.fit {Path(prov['command'].split()[-1]).as_posix()}
+```
+Training is not bitwise reproducible across machines (thread scheduling, time budget), but
+the data is: the generator is seeded and its hash is above.
+"""
+    path = model_path.with_suffix(".md")
+    path.write_text(text)
+    return path
