@@ -23,7 +23,7 @@ data = json.loads(sys.argv[2])
 t = lambda x, **k: torch.tensor(x, **k)
 out = model(t(data["positions"], dtype=torch.float64), t(data["numbers"]), t(data["cell"], dtype=torch.float64),
             t(data["pbc"]), t(0.0, dtype=torch.float64))
-assert not any(m.startswith("nnpcalc") or m.startswith("torchmdnet") for m in sys.modules), "imported nnpcalc"
+assert not any(m.split(".")[0] in ("nnpcalc", "torchmdnet", "warp", "vesin_torch") for m in sys.modules), "imported a helper package"
 print(json.dumps({"energy": out["energy"].item(), "forces": out["forces"].tolist(),
                   "stress": out["stress"].tolist(), "kind": json.loads(extra["metadata.json"])["kind"]}))
 """
@@ -80,10 +80,28 @@ def test_batch_equals_single_structures(model_file):
             np.testing.assert_allclose(result[key], single[key], atol=1e-10, err_msg=key)
 
 
-def test_loading_does_not_warn_about_torchscript(model_file):
+def test_saving_and_loading_do_not_warn_about_torchscript(model_file, tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        modelfile.load(model_file)
+        module, metadata = modelfile.load(model_file)
+        modelfile.save(module, tmp_path / "copy.pt", metadata)
+
+
+def test_torchscript_warning_filter_is_local(model_file):
+    before = list(warnings.filters)
+    modelfile.load(model_file)
+    assert warnings.filters == before
+
+
+def test_global_default_dtype_is_untouched(model_file):
+    from nnpcalc import NNPCalculator
+    from ase.build import molecule
+
+    before = torch.get_default_dtype()
+    atoms = molecule("H2O")
+    atoms.calc = NNPCalculator(model_file, dtype="float64")
+    atoms.get_forces()
+    assert torch.get_default_dtype() == before
 
 
 def test_model_refuses_to_run_without_autograd(model_file):
