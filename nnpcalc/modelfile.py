@@ -40,7 +40,6 @@ import torch
 
 from . import __version__
 from .errors import ModelFileError
-from .properties import describe
 from .units import CHARGE, ENERGY, LENGTH
 
 FORMAT_VERSION = 1
@@ -59,9 +58,9 @@ def _torchscript_quiet():
 
 
 def make_metadata(
-    architecture: dict, outputs: list[str], dtype: torch.dtype, provenance: dict | None = None
+    architecture: dict, outputs: dict[str, dict], dtype: torch.dtype, provenance: dict | None = None
 ) -> dict[str, Any]:
-    """The metadata block of a model file, from its architecture and output names."""
+    """The metadata block of a model file, from its architecture and output table."""
     from ase.data import atomic_numbers
 
     return {
@@ -72,11 +71,11 @@ def make_metadata(
         "elements": sorted(architecture["elements"], key=atomic_numbers.__getitem__),
         "cutoff": float(architecture["backbone_kwargs"].get("cutoff_upper", 5.0)),
         "units": {"length": LENGTH, "energy": ENERGY, "charge": CHARGE},
-        "outputs": describe(outputs),
+        "outputs": outputs,
         "dtype": str(dtype).replace("torch.", ""),
         "backbone": architecture["backbone"],
         "architecture": architecture,
-        "heads": list(architecture["heads"]),
+        "heads": [h if isinstance(h, str) else h["name"] for h in architecture["heads"]],
         "fidelities": list(architecture["fidelities"]),
         "provenance": provenance or {},
     }

@@ -104,7 +104,7 @@ class Model:
         positions, _, cell, pbc, _, batch, _ = inputs
         graph = neighbor_graph(positions, cell, pbc, batch, self.cutoff, self.neighbors)
         out = self.module.forward_batch(*inputs, *graph, compute_forces=forces, compute_stress=stress)
-        return _split(out, inputs[5], len(structures))
+        return _split(out, inputs[5], len(structures), self.metadata["outputs"])
 
     def _batch_inputs(self, structures, total_charge, fidelity):
         dev, dt = self.device, self.dtype
@@ -124,13 +124,13 @@ class Model:
         )
 
 
-def _split(out: dict[str, torch.Tensor], batch: torch.Tensor, n: int) -> list[dict[str, np.ndarray]]:
+def _split(out: dict[str, torch.Tensor], batch: torch.Tensor, n: int, table: dict) -> list[dict[str, np.ndarray]]:
     """Per-structure numpy results from a batched output dict."""
     sizes = torch.bincount(batch.cpu(), minlength=n).tolist()
     results: list[dict[str, np.ndarray]] = [{} for _ in range(n)]
     for key, value in out.items():
         value = value.detach().cpu().numpy()
-        per_atom = PROPERTIES[key].per_atom if key in PROPERTIES else value.shape[0] != n
+        per_atom = table[key]["per_atom"] if key in table else PROPERTIES[key].per_atom
         parts = np.split(value, np.cumsum(sizes)[:-1]) if per_atom else list(value)
         for result, part in zip(results, parts):
             result[key] = part

@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, field
 
 from ase.data import atomic_numbers, chemical_symbols
 
-from .heads import HEADS, REQUIRES
+from ..properties import describe
+from .heads import HEADS, NAMED, REQUIRES
 from .potential import Potential
 
 #: backbone name → "module:Class"; imported only when chosen
@@ -29,7 +30,9 @@ class Architecture:
     elements: list[str]
     backbone: str = "tensornet"
     backbone_kwargs: dict = field(default_factory=dict)
-    heads: list[str] = field(default_factory=lambda: ["energy", "charges", "dipole"])
+    #: head specs: a kind ("energy", "charges", "dipole") or a dict such as
+    #: {"kind": "scalar", "name": "gap", "unit": "eV"} for the named kinds in heads.NAMED
+    heads: list = field(default_factory=lambda: ["energy", "charges", "dipole"])
     fidelities: list[str] = field(default_factory=lambda: ["default"])
     context_channels: int = 8
     head_hidden: int = 64
@@ -49,19 +52,45 @@ def backbone_class(name: str):
     return getattr(importlib.import_module(module), cls)
 
 
-def _check_heads(heads: list[str]) -> None:
-    if "energy" not in heads:
+def head_spec(head) -> dict:
+    """A head spec as a dict with at least ``kind`` (and ``name`` for the named kinds)."""
+    spec = {"kind": head} if isinstance(head, str) else dict(head)
+    kind = spec.get("kind")
+    if kind not in HEADS:
+        raise ValueError(f"unknown head kind {kind!r}; choose from {', '.join(HEADS)}")
+    if kind in NAMED and not spec.get("name"):
+        raise ValueError(f"a {kind!r} head needs a 'name' (the output it writes)")
+    return spec
+
+
+def _check_heads(specs: list[dict]) -> None:
+    kinds = [s["kind"] for s in specs]
+    if "energy" not in kinds:
         raise ValueError("every model needs the 'energy' head (forces and stress derive from it)")
-    for i, name in enumerate(heads):
-        if name not in HEADS:
-            raise ValueError(f"unknown head {name!r}; choose from {', '.join(HEADS)}")
-        for need in REQUIRES.get(name, ()):
-            if need not in heads[:i]:
-                raise ValueError(f"head {name!r} needs head {need!r} listed before it")
+    for i, kind in enumerate(kinds):
+        for need in REQUIRES.get(kind, ()):
+            if need not in kinds[:i]:
+                raise ValueError(f"head {kind!r} needs head {need!r} listed before it")
+
+
+def _make_head(spec: dict, width: int, arch: Architecture, max_z: int):
+    kind, hidden = spec["kind"], arch.head_hidden
+    if kind == "energy":
+        return HEADS[kind](width, hidden, max_z=max_z)
+    if kind == "dipole":
+        return HEADS[kind]()
+    if kind == "charges":
+        return HEADS[kind](width, hidden)
+    if kind == "scalar":
+        return HEADS[kind](width, hidden, spec["name"], spec.get("reduce", "mean"))
+    if kind == "classifier":
+        return HEADS[kind](width, hidden, spec["name"], int(spec.get("num_classes", 1)))
+    return HEADS[kind](width, hidden, spec["name"], arch.cutoff)  # vector heads
 
 
 def build_potential(arch: Architecture) -> Potential:
-    _check_heads(arch.heads)
+    specs = [head_spec(h) for h in arch.heads]
+    _check_heads(specs)
     unknown = [s for s in arch.elements if s not in atomic_numbers]
     if unknown:
         raise ValueError(f"unknown element symbol(s) {unknown}")
@@ -71,14 +100,7 @@ def build_potential(arch: Architecture) -> Potential:
     multi = len(arch.fidelities) > 1
     context = arch.context_channels if multi else 0
     width = backbone.hidden_channels + context
-    heads = []
-    for name in arch.heads:
-        if name == "energy":
-            heads.append(HEADS[name](width, arch.head_hidden, max_z=max(numbers)))
-        elif name == "dipole":
-            heads.append(HEADS[name]())
-        else:
-            heads.append(HEADS[name](width, arch.head_hidden))
+    heads = [_make_head(spec, width, arch, max(numbers)) for spec in specs]
     return Potential(backbone, heads, numbers, arch.cutoff, len(arch.fidelities), context)
 
 
@@ -86,11 +108,25 @@ def symbols(numbers: list[int]) -> list[str]:
     return [chemical_symbols[z] for z in numbers]
 
 
-def output_names(arch: Architecture) -> list[str]:
-    names: list[str] = []
-    for head in arch.heads:
-        names += list(HEADS[head].outputs)
-    return names + ["forces", "stress"]
+#: shape and default unit of the named head kinds' outputs
+_NAMED_OUTPUTS = {
+    "scalar": ("", "", False),
+    "classifier": ("C", "logit", False),
+    "direct_forces": ("N,3", "eV/Angstrom", True),
+    "denoise": ("N,3", "Angstrom", True),
+}
+
+
+def output_table(arch: Architecture) -> dict[str, dict]:
+    """Every output of the model: name → shape, unit, per_atom (for the metadata)."""
+    table: dict[str, dict] = {}
+    for spec in map(head_spec, arch.heads):
+        if spec["kind"] in _NAMED_OUTPUTS:
+            shape, unit, per_atom = _NAMED_OUTPUTS[spec["kind"]]
+            table[spec["name"]] = {"shape": shape, "unit": spec.get("unit", unit), "per_atom": per_atom}
+        else:
+            table.update(describe(list(HEADS[spec["kind"]].outputs)))
+    return table | describe(["forces", "stress"])
 
 
 def export(potential: Potential, arch: Architecture, path, provenance: dict | None = None, dtype=None):
@@ -103,7 +139,7 @@ def export(potential: Potential, arch: Architecture, path, provenance: dict | No
 
     dtype = dtype or torch.float32
     module = copy.deepcopy(potential).to(dtype).eval()
-    metadata = modelfile.make_metadata(arch.to_dict(), output_names(arch), dtype, provenance)
+    metadata = modelfile.make_metadata(arch.to_dict(), output_table(arch), dtype, provenance)
     return modelfile.save(module, path, metadata)
 
 

@@ -6,7 +6,13 @@ per-atom features ``x`` [N, F] (with the per-structure context already appended)
 Adding a head is one small class; the training submodule composes losses over the names.
 
 ``system`` holds: ``positions`` [N,3] (strained, differentiable), ``numbers`` [N],
-``batch`` [N], ``total_charge`` [B].
+``batch`` [N], ``total_charge`` [B], and the graph: ``edge_index`` [2,E], ``edge_vec`` [E,3]
+(r_j - r_i + image), ``edge_len`` [E].
+
+Heads of the seed task list beyond energy/charges/dipole: per-structure scalar regression,
+classification (binary or multi-class logits), gradient-free (direct) forces and
+node denoising (predicting the noise added to positions) — the last two are equivariant
+vector outputs built from pair directions.
 """
 
 from __future__ import annotations
@@ -87,6 +93,68 @@ class DipoleHead(nn.Module):
         return outputs
 
 
-HEADS = {"energy": EnergyHead, "charges": ChargeHead, "dipole": DipoleHead}
+class ScalarHead(Head):
+    """A per-structure scalar: per-atom contributions, summed or averaged over the structure."""
+
+    def __init__(self, in_channels: int, hidden: int, name: str, reduce: str = "mean"):
+        super().__init__(in_channels, hidden)
+        if reduce not in ("sum", "mean"):
+            raise ValueError(f"reduce must be 'sum' or 'mean', got {reduce!r}")
+        self.name = name
+        self.mean = reduce == "mean"
+
+    def forward(self, x: Tensor, system: Dict[str, Tensor], outputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        batch, n = system["batch"], system["total_charge"].shape[0]
+        total = per_structure(self.net(x).squeeze(-1), batch, n)
+        if self.mean:
+            total = total / torch.bincount(batch, minlength=n).clamp(min=1).to(total.dtype)
+        outputs[self.name] = total
+        return outputs
+
+
+class ClassifierHead(Head):
+    """Per-structure class logits [B, C] from mean-pooled atom features (C = 1: binary)."""
+
+    def __init__(self, in_channels: int, hidden: int, name: str, num_classes: int = 1):
+        super().__init__(in_channels, hidden, num_classes)
+        self.name = name
+
+    def forward(self, x: Tensor, system: Dict[str, Tensor], outputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        batch, n = system["batch"], system["total_charge"].shape[0]
+        pooled = per_structure(x, batch, n) / torch.bincount(batch, minlength=n).clamp(min=1).to(x.dtype)[:, None]
+        outputs[self.name] = self.net(pooled)
+        return outputs
+
+
+class VectorHead(nn.Module):
+    """Per-atom vectors sum_j w(x_i, x_j, r_ij) r_ij/|r_ij|: equivariant, no autograd needed."""
+
+    def __init__(self, in_channels: int, hidden: int, name: str, cutoff: float):
+        super().__init__()
+        self.net = mlp(2 * in_channels, hidden, 1)
+        self.name = name
+        self.cutoff = float(cutoff)
+
+    def forward(self, x: Tensor, system: Dict[str, Tensor], outputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        i, j = system["edge_index"][0], system["edge_index"][1]
+        length = system["edge_len"]
+        envelope = 0.5 * (torch.cos(length * 3.141592653589793 / self.cutoff) + 1.0)
+        weight = self.net(torch.cat([x[i], x[j]], dim=-1)).squeeze(-1) * envelope
+        unit = system["edge_vec"] / length.clamp(min=1e-9).unsqueeze(-1)
+        outputs[self.name] = scatter_sum(weight.unsqueeze(-1) * unit, i, x.shape[0])
+        return outputs
+
+
+HEADS = {
+    "energy": EnergyHead,
+    "charges": ChargeHead,
+    "dipole": DipoleHead,
+    "scalar": ScalarHead,
+    "classifier": ClassifierHead,
+    "direct_forces": VectorHead,
+    "denoise": VectorHead,
+}
 #: heads that must come earlier in the list
 REQUIRES = {"dipole": ("charges",)}
+#: the kinds whose instances are named by the user (the others have fixed output names)
+NAMED = ("scalar", "classifier", "direct_forces", "denoise")

@@ -125,6 +125,7 @@ class Potential(nn.Module):
         pos, batch = system["positions"], system["batch"]
         vec = graph.edge_vectors(pos, cell, batch, edge_index, shifts)
         length = torch.sqrt((vec * vec).sum(-1))
+        system["edge_index"], system["edge_vec"], system["edge_len"] = edge_index, vec, length
         x = self.backbone(system["numbers"], edge_index, vec, length, system["total_charge"][batch])
         x = torch.cat([x, self._context(fidelity, system["total_charge"].shape[0])[batch]], dim=-1)
         out: Dict[str, Tensor] = {}
