@@ -21,7 +21,7 @@ def make_model(path, backbone="tensornet", heads=("energy", "charges", "dipole")
     )
     potential = build_potential(arch)
     with torch.no_grad():
-        potential.heads[0].atomref.uniform_(-5.0, -1.0)
+        potential.heads[0].atomref.uniform_(-5.0, -1.0)  # per fidelity and element
         potential.heads[0].scale.fill_(0.7)
     export(potential, arch, path)
     return path, potential, arch

@@ -76,7 +76,7 @@ def _check_heads(specs: list[dict]) -> None:
 def _make_head(spec: dict, width: int, arch: Architecture, max_z: int):
     kind, hidden = spec["kind"], arch.head_hidden
     if kind == "energy":
-        return HEADS[kind](width, hidden, max_z=max_z)
+        return HEADS[kind](width, hidden, max_z=max_z, num_fidelities=len(arch.fidelities))
     if kind == "dipole":
         return HEADS[kind]()
     if kind == "charges":

@@ -6,7 +6,7 @@ per-atom features ``x`` [N, F] (with the per-structure context already appended)
 Adding a head is one small class; the training submodule composes losses over the names.
 
 ``system`` holds: ``positions`` [N,3] (strained, differentiable), ``numbers`` [N],
-``batch`` [N], ``total_charge`` [B], and the graph: ``edge_index`` [2,E], ``edge_vec`` [E,3]
+``batch`` [N], ``total_charge`` [B], ``fidelity`` [B] (index), and the graph: ``edge_index`` [2,E], ``edge_vec`` [E,3]
 (r_j - r_i + image), ``edge_len`` [E].
 
 Heads of the seed task list beyond energy/charges/dipole: per-structure scalar regression,
@@ -44,22 +44,26 @@ class Head(nn.Module):
 
 
 class EnergyHead(Head):
-    """Per-atom energies ``scale * mlp(x) + shift + E0[Z]``, summed per structure in float64."""
+    """Per-atom energies ``scale * mlp(x) + shift + E0[fidelity, Z]``, summed in float64.
+
+    Reference energies are per element *and* per fidelity: each method keeps its own zero.
+    """
 
     outputs = ("energy", "energies")
 
-    def __init__(self, in_channels: int, hidden: int, max_z: int = 100):
+    def __init__(self, in_channels: int, hidden: int, max_z: int = 100, num_fidelities: int = 1):
         super().__init__(in_channels, hidden)
-        self.register_buffer("atomref", torch.zeros(max_z + 1, dtype=torch.float64))
+        self.register_buffer("atomref", torch.zeros(num_fidelities, max_z + 1, dtype=torch.float64))
         self.register_buffer("scale", torch.ones((), dtype=torch.float64))
         self.register_buffer("shift", torch.zeros((), dtype=torch.float64))
 
     def forward(self, x: Tensor, system: Dict[str, Tensor], outputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
         f64 = torch.float64  # accumulate in float64 whatever the model's dtype
-        raw = self.net(x).squeeze(-1).to(f64)
-        energies = raw * self.scale.to(f64) + self.shift.to(f64) + self.atomref.to(f64)[system["numbers"]]
+        batch, numbers = system["batch"], system["numbers"]
+        reference = self.atomref.to(f64)[system["fidelity"][batch], numbers]
+        energies = self.net(x).squeeze(-1).to(f64) * self.scale.to(f64) + self.shift.to(f64) + reference
         outputs["energies"] = energies
-        outputs["energy"] = per_structure(energies, system["batch"], system["total_charge"].shape[0])
+        outputs["energy"] = per_structure(energies, batch, system["total_charge"].shape[0])
         return outputs
 
 

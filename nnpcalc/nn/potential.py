@@ -100,8 +100,9 @@ class Potential(nn.Module):
             "numbers": atomic_numbers,
             "batch": batch,
             "total_charge": total_charge.to(dtype),
+            "fidelity": self._fidelity(fidelity, cell.shape[0], cell.device),
         }
-        out = self.properties(system, cell_s, edge_index, shifts.to(dtype), fidelity)
+        out = self.properties(system, cell_s, edge_index, shifts.to(dtype))
         if want_grad:
             self._derivatives(out, positions, strain, cell, compute_forces, compute_stress)
         if not self.training:
@@ -119,7 +120,6 @@ class Potential(nn.Module):
         cell: Tensor,
         edge_index: Tensor,
         shifts: Tensor,
-        fidelity: Optional[Tensor],
     ) -> Dict[str, Tensor]:
         """Every head's outputs for (already strained) positions and cells."""
         pos, batch = system["positions"], system["batch"]
@@ -127,22 +127,25 @@ class Potential(nn.Module):
         length = torch.sqrt((vec * vec).sum(-1))
         system["edge_index"], system["edge_vec"], system["edge_len"] = edge_index, vec, length
         x = self.backbone(system["numbers"], edge_index, vec, length, system["total_charge"][batch])
-        x = torch.cat([x, self._context(fidelity, system["total_charge"].shape[0])[batch]], dim=-1)
+        x = torch.cat([x, self._context(system["fidelity"])[batch]], dim=-1)
         out: Dict[str, Tensor] = {}
         for head in self.heads:
             out = head(x, system, out)
         return out
 
-    def _context(self, fidelity: Optional[Tensor], num_structures: int) -> Tensor:
-        """Per-structure context vector (fidelity embedding); width 0 when the model has none."""
-        weight = self.fidelity_embedding.weight
-        if self.context_channels == 0:
-            return weight.new_zeros((num_structures, 0))
+    def _fidelity(self, fidelity: Optional[Tensor], num_structures: int, device: torch.device) -> Tensor:
+        """Fidelity index per structure [B] (0 when not given), range-checked."""
         if fidelity is None:
-            fidelity = torch.zeros(num_structures, dtype=torch.long, device=weight.device)
+            return torch.zeros(num_structures, dtype=torch.long, device=device)
         if bool((fidelity < 0).any()) or bool((fidelity >= self.num_fidelities).any()):
             raise ValueError("nnpcalc model: fidelity index out of range; see metadata 'fidelities'")
-        return self.fidelity_embedding(fidelity.reshape(-1).expand(num_structures))
+        return fidelity.reshape(-1).expand(num_structures).to(torch.long)
+
+    def _context(self, fidelity: Tensor) -> Tensor:
+        """Per-structure context vector (fidelity embedding); width 0 when the model has none."""
+        if self.context_channels == 0:
+            return self.fidelity_embedding.weight.new_zeros((fidelity.shape[0], 0))
+        return self.fidelity_embedding(fidelity)
 
     def _derivatives(
         self, out: Dict[str, Tensor], positions: Tensor, strain: Tensor, cell: Tensor,

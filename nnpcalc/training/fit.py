@@ -126,7 +126,7 @@ def prepare(potential, arch: Architecture, frames: list[Atoms], train_idx) -> No
     head = potential.heads[0]
     with torch.no_grad():
         for z, e in refs.items():
-            head.atomref[z] = e
+            head.atomref[:, z] = e
         forces = np.concatenate([frames[i].arrays["ref_forces"].ravel() for i in train_idx])
         head.scale.fill_(float(np.sqrt((forces**2).mean())))
 

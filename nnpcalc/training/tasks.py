@@ -1,0 +1,119 @@
+"""Loss terms that compose: ``loss = sum(task.weight * task.metric(output, label))``.
+
+One :class:`Task` per term, never a class per combination of tasks. A task names the model
+output, the label it is compared with, the metric and the weight; tasks for outputs beyond
+energy/forces/stress/charges/dipole also name the head kind that produces them, so the
+architecture can be derived from the task list. The seed task list maps onto it as:
+
+==========================  ==================================================================
+energy + forces (autograd)  ``{output: energy}``, ``{output: forces}``
+stress                      ``{output: stress}``
+charges, dipole             ``{output: charges}``, ``{output: dipole}``
+scalar regression           ``{output: gap, head: scalar}``
+binary classification       ``{output: is_metal, head: classifier, metric: bce}``
+space-group classification  ``{output: spacegroup, head: classifier, num_classes: 230, metric: ce}``
+direct (gradient-free) F    ``{output: forces_direct, head: direct_forces, label: forces}``
+denoising pre-training      ``{output: noise, head: denoise, noise_std: 0.05}``
+==========================  ==================================================================
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch.nn import functional as F
+
+from .data import ATOM_LABELS
+
+REGRESSION = ("mse", "mae", "huber")
+CLASSIFICATION = ("bce", "ce")
+#: outputs produced by autograd rather than a head
+DERIVED = ("forces", "stress")
+
+
+@dataclass
+class Task:
+    output: str
+    weight: float = 1.0
+    metric: str = "mse"
+    label: str | None = None
+    head: str | None = None
+    num_classes: int = 1
+    noise_std: float = 0.0
+    unit: str = ""
+    reduce: str = "mean"
+
+    def __post_init__(self):
+        if self.metric not in REGRESSION + CLASSIFICATION:
+            raise ValueError(f"task {self.output!r}: unknown metric {self.metric!r}; choose from "
+                             f"{', '.join(REGRESSION + CLASSIFICATION)}")
+        self.label = self.label or self.output
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def head_spec(self) -> dict | None:
+        """The head this task needs, for the named head kinds."""
+        if self.head is None:
+            return None
+        spec = {"kind": self.head, "name": self.output}
+        spec |= {"num_classes": self.num_classes} if self.head == "classifier" else {}
+        spec |= {"unit": self.unit} if self.unit else {}
+        spec |= {"reduce": self.reduce} if self.head == "scalar" else {}
+        return spec
+
+    def _masked(self, out: dict, batch: dict):
+        """Prediction and label of the structures (or their atoms) that carry the label."""
+        mask = batch["mask"][self.label]
+        if self.label in ATOM_LABELS or self.head in ("direct_forces", "denoise"):
+            mask = mask[batch["batch"]]
+        pred, ref = out[self.output][mask], batch["labels"][self.label][mask]
+        if self.output == "energy":
+            natoms = batch["natoms"][mask]
+            pred, ref = pred / natoms, ref / natoms
+        return pred, ref
+
+    def loss(self, out: dict, batch: dict) -> torch.Tensor:
+        if self.label not in batch["mask"] or not bool(batch["mask"][self.label].any()):
+            return out["energy"].new_zeros(())
+        pred, ref = self._masked(out, batch)
+        if self.metric == "bce":
+            return F.binary_cross_entropy_with_logits(pred[:, 0], ref.to(pred.dtype))
+        if self.metric == "ce":
+            return F.cross_entropy(pred, ref.long())
+        diff = pred - ref.to(pred.dtype)
+        if self.metric == "mae":
+            return diff.abs().mean()
+        if self.metric == "huber":
+            return F.huber_loss(diff, torch.zeros_like(diff), delta=0.01)
+        return (diff**2).mean()
+
+    def errors(self, out: dict, batch: dict) -> dict[str, tuple[float, int]]:
+        """Sums for epoch metrics: name → (sum, count) of |error|, error², or correct."""
+        if self.label not in batch["mask"] or not bool(batch["mask"][self.label].any()):
+            return {}
+        with torch.no_grad():
+            pred, ref = self._masked(out, batch)
+            if self.metric in CLASSIFICATION:
+                guess = (pred[:, 0] > 0).long() if self.metric == "bce" else pred.argmax(-1)
+                return {f"{self.output}_accuracy": (float((guess == ref.long()).sum()), ref.numel())}
+            diff = (pred.double() - ref.double()).reshape(-1)
+            return {f"{self.output}_mae": (float(diff.abs().sum()), diff.numel()),
+                    f"{self.output}_mse": (float((diff**2).sum()), diff.numel())}
+
+
+def total_loss(tasks: list[Task], out: dict, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    terms = {t.output: t.weight * t.loss(out, batch) for t in tasks}
+    return sum(terms.values()), terms
+
+
+def heads_for(tasks: list[Task]) -> list:
+    """The head list a task list needs: energy always; charges before dipole; named heads."""
+    outputs = {t.output for t in tasks}
+    heads: list = ["energy"]
+    if outputs & {"charges", "dipole"}:
+        heads.append("charges")
+    if "dipole" in outputs:
+        heads.append("dipole")
+    return heads + [spec for spec in (t.head_spec() for t in tasks) if spec is not None]
