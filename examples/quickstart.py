@@ -3,10 +3,11 @@
 Run with `make demo` (or `.venv/bin/python examples/quickstart.py`).
 """
 
+import numpy as np
 from ase import units
 from ase.build import molecule
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from ase.md.velocitydistribution import thermalize_momenta
 
 from nnpcalc import NNPCalculator
 
@@ -14,9 +15,9 @@ from nnpcalc import NNPCalculator
 def main(steps: int = 200) -> None:
     atoms = molecule("CH3CH2OH")
     atoms.calc = NNPCalculator()  # the shipped default model
-    MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=__import__("numpy").random.default_rng(0))
+    thermalize_momenta(atoms, temperature_K=300, rng=np.random.default_rng(0))
     dyn = Langevin(atoms, timestep=0.5 * units.fs, temperature_K=300, friction=0.01 / units.fs,
-                   rng=__import__("numpy").random.default_rng(1))
+                   rng=np.random.default_rng(1), fixcm=False)
 
     def report():
         epot, ekin = atoms.get_potential_energy(), atoms.get_kinetic_energy()

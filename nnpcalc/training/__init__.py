@@ -1,5 +1,11 @@
-"""Training: reference data, fitting, export. Never imported by the runtime.
+"""Training: reference data, composable tasks, the Lightning module, export. Never imported
+by the runtime: a model file needs nothing but torch.
 
-This first version is a compact plain-torch trainer used to produce the shipped default
-model; the Lightning-based trainer with composable losses and `nnp train` builds on it.
+- ``reference``: deterministic reference data from GFN2-xTB (tblite) and ASE's EMT
+- ``data``: labelled frames, validation, masks, grouped splits, batching
+- ``tasks``: loss terms that compose
+- ``module``: the LightningModule
+- ``train``: config → checkpoints, logs, test metrics, exported model (`nnp train`)
+- ``export``: checkpoint → model file (`nnp export`)
+- ``card``: model cards from a model file's metadata
 """

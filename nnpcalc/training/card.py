@@ -7,7 +7,7 @@ from pathlib import Path
 from .. import modelfile
 
 ROWS = [
-    ("energy per atom", "energy_per_atom", 1e3, "meV/atom"),
+    ("energy per atom", "energy", 1e3, "meV/atom"),
     ("forces", "forces", 1.0, "eV/Å"),
     ("stress", "stress", 1.0, "eV/Å³"),
     ("charges", "charges", 1.0, "e"),
@@ -50,7 +50,7 @@ def write_card(model_path: str | Path, summary: str) -> Path:
 
 ## Reproduce
 ```bash
-OMP_NUM_THREADS=2 .venv/bin/python -m nnpcalc.training.fit {Path(prov['command'].split()[-1]).as_posix()}
+OMP_NUM_THREADS=2 .venv/bin/{prov['command']}
 ```
 Training is not bitwise reproducible across machines (thread scheduling, time budget), but
 the data is: the generator is seeded and its hash is above.

@@ -1,6 +1,8 @@
 """Reference data from real methods that install from PyPI, generated deterministically.
 
-GFN2-xTB (tblite) for H/C/N/O molecules: energy, forces, Mulliken charges, dipole.
+GFN2-xTB (tblite) for H/C/N/O molecules: energy, forces, Mulliken charges, dipole (GFN1-xTB
+too, as a second fidelity). ASE's EMT for fcc metals: energy, forces, stress of strained,
+rattled and skewed cells from 1 to 32 atoms and MD frames.
 Labels are stored in extended XYZ under ``ref_*`` keys (``ref_energy`` eV, ``ref_forces``
 eV/Å, ``ref_charges`` e, ``ref_dipole`` e·Å) with ``info["method"]`` naming the method.
 Run ``OMP_NUM_THREADS=1``: tblite gains nothing from a second thread on small molecules.
@@ -13,7 +15,7 @@ from ase import Atoms, units
 from ase.build import molecule
 from ase.collections import g2
 from ase.md.langevin import Langevin
-from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+from ase.md.velocitydistribution import thermalize_momenta
 
 HCNO = {"H", "C", "N", "O"}
 
@@ -24,15 +26,24 @@ def gfn2():
     return TBLite(method="GFN2-xTB", verbosity=0)
 
 
+def gfn1():
+    from tblite.ase import TBLite
+
+    return TBLite(method="GFN1-xTB", verbosity=0)
+
+
 def label(atoms: Atoms, calc, method: str) -> Atoms:
-    """A copy of ``atoms`` carrying the reference labels of ``calc``."""
+    """A copy of ``atoms`` carrying the reference labels ``calc`` provides (``ref_*`` keys)."""
     atoms = atoms.copy()
     atoms.calc = calc
     labelled = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
-    labelled.info.update(method=method, ref_energy=atoms.get_potential_energy(),
-                         ref_dipole=np.asarray(atoms.get_dipole_moment()), charge=0.0)
+    labelled.info.update(method=method, ref_energy=atoms.get_potential_energy(), charge=0.0)
     labelled.arrays["ref_forces"] = atoms.get_forces().copy()
-    labelled.arrays["ref_charges"] = atoms.get_charges().copy()
+    if atoms.pbc.all():
+        labelled.info["ref_stress"] = atoms.get_stress(voigt=False)
+    if "charges" in calc.implemented_properties:
+        labelled.arrays["ref_charges"] = atoms.get_charges().copy()
+        labelled.info["ref_dipole"] = np.asarray(atoms.get_dipole_moment())
     return labelled
 
 
@@ -41,8 +52,8 @@ def md_frames(atoms: Atoms, calc, frames: int, every: int, temperature_K: float,
     atoms = atoms.copy()
     atoms.calc = calc
     rng = np.random.default_rng(seed)
-    MaxwellBoltzmannDistribution(atoms, temperature_K=temperature_K, rng=rng)
-    dyn = Langevin(atoms, 0.5 * units.fs, temperature_K=temperature_K, friction=0.02 / units.fs, rng=rng)
+    thermalize_momenta(atoms, temperature_K=temperature_K, rng=rng)
+    dyn = Langevin(atoms, 0.5 * units.fs, temperature_K=temperature_K, friction=0.02 / units.fs, rng=rng, fixcm=False)
     out = []
     for _ in range(frames):
         dyn.run(every)
@@ -84,3 +95,39 @@ def hcno_dataset(seed: int = 0, md_frames_per_system: int = 150) -> list[Atoms]:
                 rattled.positions += rng.normal(scale=0.08, size=rattled.positions.shape)
                 geometries.append(rattled)
     return [label(g, calc, "GFN2-xTB") for g in geometries]
+
+
+METALS = ("Cu", "Al", "Ni", "Ag", "Au", "Pd", "Pt")
+
+
+def _strained(atoms: Atoms, rng, max_strain: float, rattle: float) -> Atoms:
+    atoms = atoms.copy()
+    strain = np.eye(3) + rng.uniform(-max_strain, max_strain, (3, 3))
+    atoms.set_cell(atoms.cell.array @ (0.5 * (strain + strain.T)), scale_atoms=True)
+    atoms.positions += rng.normal(scale=rattle, size=atoms.positions.shape)
+    return atoms
+
+
+def metal_cells(element: str, rng) -> list[Atoms]:
+    """Primitive (1 atom), skewed, conventional (4) and supercell (8-32 atoms) fcc cells."""
+    from ase.build import bulk
+
+    primitive = bulk(element, "fcc")
+    skewed = primitive.copy()
+    skewed.set_cell(skewed.cell.array + rng.uniform(-0.4, 0.4, (3, 3)), scale_atoms=True)
+    cubic = bulk(element, "fcc", cubic=True)
+    return [primitive, skewed, cubic, primitive.repeat((2, 2, 2)), cubic.repeat((2, 2, 1)), cubic.repeat((2, 2, 2))]
+
+
+def emt_dataset(seed: int = 0, per_cell: int = 6, md_frames_per_metal: int = 20) -> list[Atoms]:
+    """Strained, rattled and skewed fcc cells and 600 K MD frames of every EMT metal."""
+    from ase.calculators.emt import EMT
+
+    rng = np.random.default_rng(seed)
+    calc = EMT()
+    geometries = []
+    for element in METALS:
+        for cell in metal_cells(element, rng):
+            geometries += [_strained(cell, rng, 0.04, 0.05) for _ in range(per_cell)]
+        geometries += md_frames(metal_cells(element, rng)[3], calc, md_frames_per_metal, 10, 600.0, seed)
+    return [label(g, calc, "EMT") for g in geometries]

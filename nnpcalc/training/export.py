@@ -1,0 +1,32 @@
+"""Checkpoints → model files: nnpcalc's own Lightning checkpoints and torchmd-net's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..nn.build import export
+
+
+def export_checkpoint(checkpoint: str | Path, output: str | Path, summary: dict | None = None,
+                      card_summary: str = "") -> Path:
+    """Write the model file of a training checkpoint, with its provenance in the metadata."""
+    from .module import PotentialModule
+    from .train import machine
+
+    module = PotentialModule.load_from_checkpoint(str(checkpoint), map_location="cpu")
+    summary = summary or {}
+    provenance = dict(module.provenance)
+    provenance["checkpoint"] = Path(checkpoint).name
+    if "test_metrics" in summary:
+        provenance["test_metrics"] = {k.removeprefix("test_"): v for k, v in summary["test_metrics"].items()}
+    provenance["training"] = {"epochs": summary.get("epochs"), "seconds": summary.get("seconds"),
+                              "machine": machine(), "threads": torch.get_num_threads(), "torch": torch.__version__}
+    provenance["command"] = "nnp train " + str(summary.get("config", "CONFIG"))
+    path = export(module.potential, module.architecture, output, provenance)
+    if card_summary:
+        from .card import write_card
+
+        write_card(path, card_summary)
+    return path
