@@ -200,3 +200,40 @@ def test_ddp_with_two_cpu_processes(molecules, tmp_path):
     assert "world_size=2" in result.stderr or "GLOBAL_RANK: 1" in result.stderr or "MEMBER: 2/2" in result.stderr
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["epochs"] == 1
+
+
+def test_labels_from_an_ase_database_and_calculator_results(tmp_path):
+    from ase.calculators.emt import EMT
+    from ase.calculators.singlepoint import SinglePointCalculator
+    from ase.io import read
+
+    from nnpcalc.training.data import DataSpec, validate
+
+    frames = []
+    for k, atoms in enumerate(reference.metal_cells("Cu", np.random.default_rng(0))[:4]):
+        atoms.calc = EMT()
+        atoms.calc = SinglePointCalculator(atoms, energy=atoms.get_potential_energy(), forces=atoms.get_forces(),
+                                           stress=atoms.get_stress())
+        frames.append(atoms)
+    write(tmp_path / "cu.db", frames)
+    spec = DataSpec(files=[str(tmp_path / "cu.db")], labels={"energy": "energy", "forces": "forces", "stress": "stress"})
+    labels = validate(read(tmp_path / "cu.db", ":"), spec)
+    assert labels[1]["stress"].shape == (3, 3) and labels[0]["energy"] == pytest.approx(frames[0].get_potential_energy())
+
+
+def test_grouped_split_keeps_each_group_in_one_part(molecules):
+    from ase.io import read
+
+    from nnpcalc.training.data import DataSpec, split_indices
+
+    frames = read(molecules / "gfn2.extxyz", ":")
+    spec = DataSpec(files=[], group_by="formula", split={"val": 0.5, "test": 0.0})
+    parts = split_indices(frames, spec, seed=0)
+    formulas = {name: {frames[i].get_chemical_formula() for i in idx} for name, idx in parts.items()}
+    assert not formulas["train"] & formulas["val"]
+
+
+def test_periodic_water_box_labels_have_stress():
+    frames = reference.water_box_dataset(seed=0, frames=1, n_waters=2)
+    assert frames[0].info["ref_stress"].shape == (3, 3) and frames[0].pbc.all()
+    assert frames[0].arrays["ref_charges"].sum() == pytest.approx(0.0, abs=1e-6)

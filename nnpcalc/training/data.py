@@ -77,11 +77,13 @@ def file_hashes(spec: DataSpec) -> list[dict]:
 
 
 def _raw(frame: Atoms, key: str):
+    """A label from the frame's arrays, info, or attached calculator results (ASE db, extxyz)."""
     if key in frame.arrays:
         return frame.arrays[key]
     if key in frame.info:
         return frame.info[key]
-    return None
+    results = getattr(frame.calc, "results", {}) if frame.calc is not None else {}
+    return results.get(key)
 
 
 def frame_labels(frame: Atoms, spec: DataSpec, where: str) -> dict[str, np.ndarray]:

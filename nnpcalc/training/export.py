@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -30,3 +31,23 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, summary: dict 
 
         write_card(path, card_summary)
     return path
+
+
+def export_any(checkpoint: str | Path, output: str | Path) -> Path:
+    """Export a checkpoint written by nnpcalc or by torchmd-net's ``torchmd-train``."""
+    raw = torch.load(str(checkpoint), map_location="cpu", weights_only=False)
+    config = raw.get("hyper_parameters", {})
+    if "config" in config:
+        summary_file = Path(checkpoint).parent.parent / "summary.json"  # RUN_DIR/checkpoints/x.ckpt
+        summary = json.loads(summary_file.read_text()) if summary_file.is_file() else None
+        return export_checkpoint(checkpoint, output, summary)
+    if "model" in config and "embedding_dimension" in config:
+        from .torchmdnet import export_torchmdnet_checkpoint
+
+        return export_torchmdnet_checkpoint(checkpoint, output)
+    from ..errors import ModelFileError
+
+    raise ModelFileError(
+        f"{checkpoint} is neither an nnpcalc training checkpoint nor a torchmd-net one "
+        "(no 'config' or torchmd-net hyperparameters inside)"
+    )
