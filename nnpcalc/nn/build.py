@@ -31,7 +31,8 @@ class Architecture:
     backbone: str = "tensornet"
     backbone_kwargs: dict = field(default_factory=dict)
     #: head specs: a kind ("energy", "charges", "dipole") or a dict such as
-    #: {"kind": "scalar", "name": "gap", "unit": "eV"} for the named kinds in heads.NAMED
+    #: {"kind": "scalar", "name": "gap", "unit": "eV"} for the named kinds in heads.NAMED;
+    #: imported torchmd-net models use {"kind": "torchmd_scalar", "name": "energy", ...}
     heads: list = field(default_factory=lambda: ["energy", "charges", "dipole"])
     fidelities: list[str] = field(default_factory=lambda: ["default"])
     context_channels: int = 8
@@ -65,7 +66,7 @@ def head_spec(head) -> dict:
 
 def _check_heads(specs: list[dict]) -> None:
     kinds = [s["kind"] for s in specs]
-    if "energy" not in kinds:
+    if not any("energy" in getattr(HEADS[kind], "outputs", ()) for kind in kinds):
         raise ValueError("every model needs the 'energy' head (forces and stress derive from it)")
     for i, kind in enumerate(kinds):
         for need in REQUIRES.get(kind, ()):
@@ -79,6 +80,8 @@ def _make_head(spec: dict, width: int, arch: Architecture, max_z: int):
         return HEADS[kind](width, hidden, max_z=max_z, num_fidelities=len(arch.fidelities))
     if kind == "dipole":
         return HEADS[kind]()
+    if kind.startswith("torchmd_"):
+        return _make_torchmd_head(spec, width, arch, max_z)
     if kind == "charges":
         return HEADS[kind](width, hidden)
     if kind == "scalar":
@@ -86,6 +89,16 @@ def _make_head(spec: dict, width: int, arch: Architecture, max_z: int):
     if kind == "classifier":
         return HEADS[kind](width, hidden, spec["name"], int(spec.get("num_classes", 1)))
     return HEADS[kind](width, hidden, spec["name"], arch.cutoff)  # vector heads
+
+
+def _make_torchmd_head(spec: dict, width: int, arch: Architecture, max_z: int):
+    """torchmd-net's output models (imported checkpoints): one fidelity, no context channels."""
+    if len(arch.fidelities) != 1:
+        raise ValueError(f"head {spec['kind']!r} serves one fidelity, got {arch.fidelities}")
+    kind, activation, reduce = spec["kind"], spec.get("activation", "silu"), spec.get("reduce", "sum")
+    if kind == "torchmd_scalar":
+        return HEADS[kind](width, activation, int(spec.get("num_hidden_layers", 0)), max_z, reduce)
+    return HEADS[kind](width, activation, max_z, reduce)
 
 
 def build_potential(arch: Architecture) -> Potential:

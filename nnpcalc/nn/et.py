@@ -158,9 +158,10 @@ class EquivariantTransformer(nn.Module):
         return self.features(z, edge_index, edge_vec, edge_len)[0]
 
     def features(
-        self, z: Tensor, edge_index: Tensor, edge_vec: Tensor, edge_len: Tensor
+        self, z: Tensor, edge_index: Tensor, edge_vec: Tensor, edge_len: Tensor,
+        q: Optional[Tensor] = None,
     ) -> Tuple[Tensor, Tensor]:
-        """Scalar features [N, F] and vector features [N, 3, F] (upstream's ``x, vec``)."""
+        """Scalar features [N, F] and vector features [N, 3, F] (upstream's ``x, vec``); ``q`` is ignored."""
         n = z.shape[0]
         edge_index, edge_vec, edge_len = drop_short_pairs(
             edge_index, edge_vec, edge_len, self.cutoff_lower

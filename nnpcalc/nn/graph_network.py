@@ -7,6 +7,8 @@ identical parameter names, so the same state dict (minus upstream's neighbour-li
 
 from __future__ import annotations
 
+from typing import Tuple
+
 import torch
 from torch import Tensor, nn
 
@@ -128,3 +130,9 @@ class GraphNetwork(nn.Module):
         for interaction in self.interactions:
             x = x + interaction(x, edge_index, edge_len, rbf)
         return x
+
+    def features(
+        self, z: Tensor, edge_index: Tensor, edge_vec: Tensor, edge_len: Tensor, q: Tensor
+    ) -> Tuple[Tensor, Tensor]:
+        """Scalar features [N, F] and no vector features (an empty tensor)."""
+        return self.forward(z, edge_index, edge_vec, edge_len, q), edge_vec.new_zeros((0,))

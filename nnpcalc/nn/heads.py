@@ -6,23 +6,26 @@ per-atom features ``x`` [N, F] (with the per-structure context already appended)
 Adding a head is one small class; the training submodule composes losses over the names.
 
 ``system`` holds: ``positions`` [N,3] (strained, differentiable), ``numbers`` [N],
-``batch`` [N], ``total_charge`` [B], ``fidelity`` [B] (index), and the graph: ``edge_index`` [2,E], ``edge_vec`` [E,3]
-(r_j - r_i + image), ``edge_len`` [E].
+``batch`` [N], ``total_charge`` [B], ``fidelity`` [B] (index), the graph: ``edge_index`` [2,E], ``edge_vec`` [E,3]
+(r_j - r_i + image), ``edge_len`` [E], and ``vec``: the backbone's vector features [N,3,F]
+(ET), an empty tensor for backbones without them.
 
 Heads of the seed task list beyond energy/charges/dipole: per-structure scalar regression,
 classification (binary or multi-class logits), gradient-free (direct) forces and
 node denoising (predicting the noise added to positions) — the last two are equivariant
-vector outputs built from pair directions.
+vector outputs built from pair directions. The ``torchmd_*`` energy heads are torchmd-net's
+output models with its parameter names, for checkpoints imported from ``torchmd-train``.
 """
 
 from __future__ import annotations
 
-from typing import Dict
+from typing import Dict, Tuple
 
 import torch
 from torch import Tensor, nn
 
 from .graph_ops import scatter_sum
+from .radial import ACTIVATIONS, choose
 
 
 def mlp(in_channels: int, hidden: int, out_channels: int) -> nn.Sequential:
@@ -149,6 +152,110 @@ class VectorHead(nn.Module):
         return outputs
 
 
+class TorchMDMLP(nn.Module):
+    """torchmd-net's ``MLP``: Linear, act, (Linear, act) × num_hidden_layers, Linear, in ``layers``."""
+
+    def __init__(self, in_channels: int, hidden: int, out_channels: int, activation: str,
+                 num_hidden_layers: int = 0):
+        super().__init__()
+        act = choose(ACTIVATIONS, activation, "activation")
+        sizes = [in_channels] + [hidden] * (num_hidden_layers + 1)
+        layers: list = []
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            layers += [nn.Linear(a, b), act()]
+        self.layers = nn.Sequential(*layers, nn.Linear(hidden, out_channels))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.layers(x)
+
+
+class GatedEquivariantBlock(nn.Module):
+    """torchmd-net's ``GatedEquivariantBlock`` (Schütt et al. 2021) on (x [N,F], v [N,3,F])."""
+
+    def __init__(self, hidden_channels: int, out_channels: int, activation: str,
+                 scalar_activation: bool = False):
+        super().__init__()
+        self.out_channels = out_channels
+        self.vec1_proj = nn.Linear(hidden_channels, hidden_channels, bias=False)
+        self.vec2_proj = nn.Linear(hidden_channels, out_channels, bias=False)
+        self.update_net = TorchMDMLP(2 * hidden_channels, hidden_channels, 2 * out_channels, activation)
+        act = choose(ACTIVATIONS, activation, "activation")
+        self.act = act() if scalar_activation else nn.Identity()
+
+    def forward(self, x: Tensor, v: Tensor) -> Tuple[Tensor, Tensor]:
+        v1 = self.vec1_proj(v)
+        # as upstream: norms for atoms with a non-zero vector feature, 0 (and no NaN gradient) elsewhere
+        alive = (v1 != 0).flatten(1).any(dim=1).unsqueeze(1)
+        squared = (v1 * v1).sum(dim=1)
+        safe = torch.where(alive, squared, torch.ones_like(squared))
+        norm = torch.where(alive, torch.sqrt(safe), torch.zeros_like(squared))
+        x, gate = torch.split(self.update_net(torch.cat([x, norm], dim=-1)), self.out_channels, dim=-1)
+        return self.act(x), gate.unsqueeze(1) * self.vec2_proj(v)
+
+
+class TorchMDScalarHead(EnergyHead):
+    """torchmd-net's ``Scalar`` output model, standardisation and ``Atomref`` prior.
+
+    ``E = reduce_i(std * output_network(x_i) + atomref[Z_i]) + mean`` as upstream's
+    ``TorchMD_Net.forward``, reduce ``sum`` or ``mean`` (upstream's mean divides by N + 1).
+    ``scale`` holds std, ``atomref[0]`` the enabled Atomref priors, ``mean`` the per-structure
+    mean (spread evenly over ``energies``); ``shift`` stays 0.
+    """
+
+    def __init__(self, in_channels: int, activation: str = "silu", num_hidden_layers: int = 0,
+                 max_z: int = 100, reduce: str = "sum"):
+        nn.Module.__init__(self)  # EnergyHead's buffers, not its MLP
+        if reduce not in ("sum", "mean"):
+            raise ValueError(f"reduce must be 'sum' or 'mean', got {reduce!r}")
+        self.average = reduce == "mean"
+        self.output_network = self._network(in_channels, activation, num_hidden_layers)
+        self.register_buffer("atomref", torch.zeros(1, max_z + 1, dtype=torch.float64))
+        self.register_buffer("scale", torch.ones((), dtype=torch.float64))
+        self.register_buffer("shift", torch.zeros((), dtype=torch.float64))
+        self.register_buffer("mean", torch.zeros((), dtype=torch.float64))
+
+    @staticmethod
+    def _network(in_channels: int, activation: str, num_hidden_layers: int) -> nn.Module:
+        return TorchMDMLP(in_channels, in_channels // 2, 1, activation, num_hidden_layers)
+
+    def atom_outputs(self, x: Tensor, system: Dict[str, Tensor]) -> Tensor:
+        return self.output_network(x).squeeze(-1)
+
+    def forward(self, x: Tensor, system: Dict[str, Tensor], outputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        f64 = torch.float64
+        batch, numbers, n = system["batch"], system["numbers"], system["total_charge"].shape[0]
+        reference = self.atomref.to(f64)[system["fidelity"][batch], numbers]
+        atoms = self.atom_outputs(x, system).to(f64) * self.scale.to(f64) + self.shift.to(f64) + reference
+        counts = torch.bincount(batch, minlength=n).to(f64)
+        total = per_structure(atoms, batch, n)
+        if self.average:  # upstream's scatter mean counts its zero start: sum / (N + 1)
+            total, atoms = total / (counts + 1), atoms / (counts + 1)[batch]
+        mean = self.mean.to(f64)
+        outputs["energies"] = atoms + mean / counts.clamp(min=1)[batch]
+        outputs["energy"] = total + mean
+        return outputs
+
+
+class TorchMDEquivariantScalarHead(TorchMDScalarHead):
+    """torchmd-net's ``EquivariantScalar`` (two gated equivariant blocks on ``x`` and ``system["vec"]``)."""
+
+    def __init__(self, in_channels: int, activation: str = "silu", max_z: int = 100, reduce: str = "sum"):
+        super().__init__(in_channels, activation, 0, max_z, reduce)
+
+    @staticmethod
+    def _network(in_channels: int, activation: str, num_hidden_layers: int) -> nn.Module:
+        return nn.ModuleList([
+            GatedEquivariantBlock(in_channels, in_channels // 2, activation, scalar_activation=True),
+            GatedEquivariantBlock(in_channels // 2, 1, activation),
+        ])
+
+    def atom_outputs(self, x: Tensor, system: Dict[str, Tensor]) -> Tensor:
+        v = system["vec"]
+        for block in self.output_network:
+            x, v = block(x, v)
+        return x.squeeze(-1)
+
+
 HEADS = {
     "energy": EnergyHead,
     "charges": ChargeHead,
@@ -157,6 +264,8 @@ HEADS = {
     "classifier": ClassifierHead,
     "direct_forces": VectorHead,
     "denoise": VectorHead,
+    "torchmd_scalar": TorchMDScalarHead,
+    "torchmd_equivariant_scalar": TorchMDEquivariantScalarHead,
 }
 #: heads that must come earlier in the list
 REQUIRES = {"dipole": ("charges",)}

@@ -176,8 +176,11 @@ class TensorNet(nn.Module):
         cutoff_upper: float = 4.5,
         max_z: int = 128,
         equivariance_invariance_group: str = "O(3)",
+        total_charge: bool = True,
     ):
         super().__init__()
+        # False: the total charge is not an input (torchmd-net trained with ``charge=False`` sees 0)
+        self.total_charge = bool(total_charge)
         act = choose(ACTIVATIONS, activation, "activation")
         group = choose(GROUPS, equivariance_invariance_group, "equivariance group")
         self.hidden_channels = hidden_channels
@@ -200,6 +203,8 @@ class TensorNet(nn.Module):
 
     def forward(self, z: Tensor, edge_index: Tensor, edge_vec: Tensor, edge_len: Tensor, q: Tensor) -> Tensor:
         n = z.shape[0]
+        if not self.total_charge:
+            q = torch.zeros_like(q)
         n_edges = edge_index.shape[1]
         edge_index, edge_vec, edge_len = add_self_loops(edge_index, edge_vec, edge_len, n)
         is_loop = torch.arange(edge_len.shape[0], device=z.device) >= n_edges
@@ -211,3 +216,9 @@ class TensorNet(nn.Module):
         I, A, S = decompose(X)
         x = torch.cat((3 * I**2, norm2(A), norm2(S)), dim=-1)
         return self.act(self.linear(self.out_norm(x)))
+
+    def features(
+        self, z: Tensor, edge_index: Tensor, edge_vec: Tensor, edge_len: Tensor, q: Tensor
+    ) -> Tuple[Tensor, Tensor]:
+        """Scalar features [N, F] and no vector features (an empty tensor)."""
+        return self.forward(z, edge_index, edge_vec, edge_len, q), edge_vec.new_zeros((0,))

@@ -1,0 +1,269 @@
+"""torchmd-net checkpoints (written by ``torchmd-train``) → nnpcalc model files.
+
+Supported: the representation models ``tensornet`` and ``equivariant-transformer`` with
+output model ``Scalar`` (upstream gives ET its ``EquivariantScalar``), ``reduce_op``
+add/sum/mean, standardisation (the ``std``/``mean`` buffers) and ``Atomref`` priors. The
+exported file computes upstream's ``TorchMD_Net.forward`` energy: the backbone is nnpcalc's
+port with upstream's parameter names, the head (``torchmd_scalar`` or
+``torchmd_equivariant_scalar``) is upstream's output model plus std, mean and atomref.
+
+Upstream behaviour kept: an Atomref prior disabled at training (``--remove-ref-energy``) stays
+disabled, as ``load_model`` leaves it; a TensorNet trained without ``charge`` ignores the
+total charge (it saw 0); ``Scalar`` ignores ``output_mlp_num_layers`` (torchmd-net 3.1 builds
+it without hidden layers); old-layout TensorNet checkpoints (``check_errors`` in their
+hyperparameters) are remixed as ``load_model`` does.
+
+Elements: a checkpoint does not list the elements it was trained on. ``elements=`` wins;
+otherwise the atomic numbers with a non-zero Atomref value (any Atomref prior); otherwise
+:data:`DEFAULT_ELEMENTS` below ``max_z``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import torch
+from ase.data import atomic_numbers, chemical_symbols
+
+from ..errors import ModelFileError
+from ..nn.build import Architecture, build_potential, export
+
+#: torchmd-net ``model`` → nnpcalc backbone
+MODELS = {"tensornet": "tensornet", "equivariant-transformer": "et"}
+#: the elements served when neither ``elements=`` nor an Atomref prior says otherwise
+DEFAULT_ELEMENTS = ["H", "C", "N", "O", "F", "P", "S", "Cl", "Br", "I"]
+#: torchmd-net renamed these output-network keys (torchmd-net PR 314); ``load_model`` maps them
+_LEGACY_KEYS = [
+    (r"output_model.output_network.(\d+).update_net.(\d+).", r"output_model.output_network.\1.update_net.layers.\2."),
+    (r"output_model.output_network.([02]).(weight|bias)", r"output_model.output_network.layers.\1.\2"),
+]
+
+
+def load_checkpoint(checkpoint) -> dict:
+    """The checkpoint dict (a path is loaded on the CPU; a dict is returned as is)."""
+    if isinstance(checkpoint, dict):
+        return checkpoint
+    raw = torch.load(str(checkpoint), map_location="cpu", weights_only=False)
+    if not isinstance(raw, dict) or "state_dict" not in raw or "hyper_parameters" not in raw:
+        raise ModelFileError(
+            f"{checkpoint} is not a torchmd-net training checkpoint (no 'state_dict' and "
+            "'hyper_parameters'); pass a .ckpt written by torchmd-train"
+        )
+    return raw
+
+
+def hyperparameters(raw: dict) -> dict:
+    """The torchmd-train arguments stored in a checkpoint, as a plain dict."""
+    hparams = raw["hyper_parameters"]
+    return dict(vars(hparams) if isinstance(hparams, argparse.Namespace) else hparams)
+
+
+def priors(hparams: dict) -> list[tuple[str, dict]]:
+    """(name, arguments) of every prior model, parsed as upstream's ``create_prior_models``."""
+    spec = hparams.get("prior_model") or []
+    names, args = [], []
+    for prior in spec if isinstance(spec, list) else [spec]:
+        items = prior.items() if isinstance(prior, dict) else [(prior, None)]
+        for name, value in items:
+            names.append(name)
+            args.append(value or {})
+    if hparams.get("prior_args") is not None:
+        stored = hparams["prior_args"]
+        args = stored if isinstance(stored, list) else [stored]
+    return list(zip(names, [a or {} for a in args]))
+
+
+def _check_supported(hparams: dict) -> None:
+    model = hparams.get("model")
+    if model not in MODELS:
+        raise ModelFileError(
+            f"torchmd-net model {model!r} cannot be exported; nnpcalc serves {', '.join(MODELS)}"
+        )
+    if hparams.get("output_model", "Scalar") != "Scalar":
+        raise ModelFileError(
+            f"torchmd-net output model {hparams['output_model']!r} cannot be exported; nnpcalc "
+            "serves energy models ('Scalar')"
+        )
+    if hparams.get("reduce_op", "add") not in ("add", "sum", "mean"):
+        raise ModelFileError(f"torchmd-net reduce_op {hparams['reduce_op']!r} is not one of add, sum, mean")
+    if hparams.get("atom_filter", -1) > -1:
+        raise ModelFileError(
+            f"torchmd-net atom_filter={hparams['atom_filter']} cannot be exported; retrain without it"
+        )
+    other = [name for name, _ in priors(hparams) if name not in ("Atomref", "LearnableAtomref")]
+    if other:
+        raise ModelFileError(
+            f"torchmd-net prior model(s) {other} cannot be exported; nnpcalc serves Atomref priors only"
+        )
+
+
+def _backbone_kwargs(hparams: dict) -> dict:
+    kwargs = {
+        "hidden_channels": int(hparams["embedding_dimension"]),
+        "num_layers": int(hparams["num_layers"]),
+        "num_rbf": int(hparams["num_rbf"]),
+        "rbf_type": hparams["rbf_type"],
+        "trainable_rbf": bool(hparams["trainable_rbf"]),
+        "activation": hparams["activation"],
+        "cutoff_lower": float(hparams["cutoff_lower"]),
+        "cutoff_upper": float(hparams["cutoff_upper"]),
+        "max_z": int(hparams["max_z"]),
+    }
+    if hparams["model"] == "tensornet":
+        return kwargs | {
+            "equivariance_invariance_group": hparams.get("equivariance_invariance_group", "O(3)"),
+            "total_charge": bool(hparams.get("charge", False)),
+        }
+    return kwargs | {
+        "attn_activation": hparams["attn_activation"],
+        "neighbor_embedding": bool(hparams["neighbor_embedding"]),
+        "num_heads": int(hparams["num_heads"]),
+        "distance_influence": hparams["distance_influence"],
+        "vector_cutoff": bool(hparams.get("vector_cutoff", False)),
+    }
+
+
+def _check_elements(elements: list[str], max_z: int) -> list[str]:
+    bad = [s for s in elements if atomic_numbers.get(s, 0) < 1 or atomic_numbers[s] >= max_z]
+    if bad or not elements:
+        raise ValueError(
+            f"elements {bad or elements} cannot be served by this checkpoint: its embedding "
+            f"covers atomic numbers 1..{max_z - 1}; pass elements= with symbols in that range"
+        )
+    return sorted(set(elements), key=atomic_numbers.__getitem__)
+
+
+def architecture_from_hparams(hparams: dict, elements: list[str] | None = None) -> Architecture:
+    """The nnpcalc architecture of a torchmd-train run (``elements`` default: DEFAULT_ELEMENTS)."""
+    _check_supported(hparams)
+    max_z = int(hparams["max_z"])
+    if elements is None:
+        elements = [s for s in DEFAULT_ELEMENTS if atomic_numbers[s] < max_z]
+    head = {
+        "kind": "torchmd_scalar" if hparams["model"] == "tensornet" else "torchmd_equivariant_scalar",
+        "name": "energy",
+        "activation": hparams["activation"],
+        "reduce": "mean" if hparams.get("reduce_op", "add") == "mean" else "sum",
+    }
+    return Architecture(
+        elements=_check_elements(list(elements), max_z), backbone=MODELS[hparams["model"]],
+        backbone_kwargs=_backbone_kwargs(hparams), heads=[head], fidelities=["default"],
+    )
+
+
+def _remix(weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows ordered [F, 3] → [3, F], as ``load_model``'s ``compatibility_load``."""
+    a, b = weight.shape
+    weight = weight.view(a // 3, 3, b).transpose(0, 1).reshape(a, b)
+    return weight, bias.view(a // 3, 3).transpose(0, 1).reshape(a)
+
+
+def _remix_old_tensornet(state: dict, hparams: dict) -> None:
+    keys = ["representation_model.tensor_embedding.linears_scalar.1"]
+    keys += [f"representation_model.layers.{i}.linears_scalar.2" for i in range(int(hparams["num_layers"]))]
+    for key in keys:
+        state[f"{key}.weight"], state[f"{key}.bias"] = _remix(state[f"{key}.weight"], state[f"{key}.bias"])
+
+
+def state_dict_from_checkpoint(checkpoint) -> dict[str, torch.Tensor]:
+    """Upstream ``TorchMD_Net``'s state dict, as ``load_model`` loads it (renames and remix applied)."""
+    raw = load_checkpoint(checkpoint)
+    state = {re.sub(r"^model\.", "", k): v for k, v in raw["state_dict"].items()}
+    for pattern, replacement in _LEGACY_KEYS:
+        state = {re.sub(pattern, replacement, k): v for k, v in state.items()}
+    hparams = hyperparameters(raw)
+    if hparams.get("model") == "tensornet" and "check_errors" in hparams:
+        _remix_old_tensornet(state, hparams)
+    return state
+
+
+def _atomrefs(hparams: dict, state: dict, enabled_only: bool) -> list[torch.Tensor]:
+    """The Atomref priors' tables [K] (enabled ones, or all)."""
+    tables = []
+    for i, (_, args) in enumerate(priors(hparams)):
+        if args.get("enable", True) or not enabled_only:
+            tables.append(state[f"prior_model.{i}.atomref.weight"].reshape(-1).to(torch.float64))
+    return tables
+
+
+def atomref_elements(hparams: dict, state: dict) -> list[str] | None:
+    """Symbols with a non-zero value in any Atomref prior below ``max_z``; None without one."""
+    tables = _atomrefs(hparams, state, enabled_only=False)
+    if not tables:
+        return None
+    nonzero = torch.zeros(max(map(len, tables)), dtype=torch.bool)
+    for table in tables:
+        nonzero[: len(table)] |= table != 0
+    found = [chemical_symbols[z] for z in range(1, min(len(nonzero), int(hparams["max_z"]))) if nonzero[z]]
+    return found or None
+
+
+def _scalar(value: torch.Tensor, name: str) -> torch.Tensor:
+    if value.numel() != 1:
+        raise ModelFileError(f"torchmd-net {name} has shape {list(value.shape)}; nnpcalc serves one energy")
+    return value.reshape(()).to(torch.float64)
+
+
+def _renamed(state: dict) -> dict[str, torch.Tensor]:
+    """Upstream's backbone and output-model weights under nnpcalc's names."""
+    renamed = {}
+    for key, value in state.items():
+        if key.startswith("representation_model.distance.") or key.startswith("prior_model."):
+            continue  # the neighbour list's box; the priors are read separately
+        if key.startswith("representation_model."):
+            renamed["backbone." + key.removeprefix("representation_model.")] = value
+        elif key.startswith("output_model."):
+            renamed["heads.0." + key.removeprefix("output_model.")] = value
+        elif key not in ("std", "mean"):
+            raise ModelFileError(f"unexpected torchmd-net weight {key!r}; this checkpoint's model is not supported")
+    return renamed
+
+
+def potential_state(potential, hparams: dict, state: dict) -> dict[str, torch.Tensor]:
+    """``potential``'s state dict filled with the upstream weights in ``state``."""
+    ours = dict(potential.state_dict())
+    renamed = _renamed(state)
+    head_buffers = {f"heads.0.{name}" for name in ("atomref", "scale", "shift", "mean")}
+    wanted = {k for k in ours if k.startswith(("backbone.", "heads.0."))} - head_buffers
+    if set(renamed) != wanted:
+        raise ModelFileError(
+            f"torchmd-net weights do not match its hyperparameters: missing {sorted(wanted - set(renamed))}, "
+            f"unexpected {sorted(set(renamed) - wanted)}"
+        )
+    atomref = torch.zeros_like(potential.heads[0].atomref)
+    for table in _atomrefs(hparams, state, enabled_only=True):
+        width = min(len(table), atomref.shape[1])
+        atomref[0, :width] += table[:width]
+    ours |= renamed
+    ours["heads.0.atomref"] = atomref
+    ours["heads.0.scale"] = _scalar(state.get("std", torch.ones(())), "std")
+    ours["heads.0.mean"] = _scalar(state.get("mean", torch.zeros(())), "mean")
+    return ours
+
+
+def _provenance(checkpoint, output, raw: dict, hparams: dict) -> dict:
+    return {
+        "source": "torchmd-net",
+        "checkpoint": Path(str(checkpoint)).name,
+        "model": hparams["model"],
+        "output_model": hparams.get("output_model", "Scalar"),
+        "priors": [name for name, _ in priors(hparams)],
+        "epoch": raw.get("epoch"),
+        "global_step": raw.get("global_step"),
+        "command": f"nnp export {Path(str(checkpoint)).name} -o {Path(str(output)).name}",
+    }
+
+
+def export_torchmdnet_checkpoint(checkpoint, output, elements: list[str] | None = None) -> Path:
+    """Write the model file of a ``torchmd-train`` checkpoint (float64 if trained in precision 64)."""
+    raw = load_checkpoint(checkpoint)
+    hparams = hyperparameters(raw)
+    _check_supported(hparams)
+    state = state_dict_from_checkpoint(raw)
+    arch = architecture_from_hparams(hparams, elements or atomref_elements(hparams, state))
+    potential = build_potential(arch).to(torch.float64)  # load upstream weights losslessly
+    potential.load_state_dict(potential_state(potential, hparams, state), strict=True)
+    dtype = torch.float64 if int(hparams.get("precision", 32)) == 64 else torch.float32
+    return export(potential.eval(), arch, output, _provenance(checkpoint, output, raw, hparams), dtype=dtype)

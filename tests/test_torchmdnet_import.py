@@ -1,0 +1,174 @@
+"""`nnp export` of torchmd-net checkpoints: the model file gives upstream's energies and forces."""
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("torchmdnet")
+ase_build = pytest.importorskip("ase.build")
+
+from ase import Atoms  # noqa: E402
+
+from nnpcalc import NNPCalculator, modelfile  # noqa: E402
+from nnpcalc.errors import ModelFileError  # noqa: E402
+from nnpcalc.training import torchmdnet as tmd  # noqa: E402
+from nnpcalc.training.export import export_any  # noqa: E402
+
+E_TOL, F_TOL = 1e-8, 1e-7  # eV, eV/Å (float64)
+
+#: torchmd-train's argument defaults (torchmd-net 3.1 scripts/train.py) plus what LNNP adds
+TRAIN_DEFAULTS = {
+    "load_model": None, "conf": None, "num_epochs": 300, "batch_size": 32, "inference_batch_size": None,
+    "lr": 1e-4, "lr_patience": 10, "lr_metric": "val", "lr_min": 1e-6, "lr_factor": 0.8,
+    "lr_warmup_steps": 0, "early_stopping_patience": 30, "early_stopping_monitor": "val_total_mse_loss",
+    "reset_trainer": False, "weight_decay": 0.0, "ema_alpha_y": 1.0, "ema_alpha_neg_dy": 1.0, "ngpus": -1,
+    "num_nodes": 1, "precision": 32, "log_dir": "/tmp/logs", "splits": None, "train_size": None,
+    "val_size": 0.05, "test_size": 0.1, "test_interval": -1, "save_interval": 10, "seed": 1,
+    "num_workers": 4, "redirect": False, "gradient_clipping": 0.0, "remove_ref_energy": False,
+    "checkpoint_monitor": "val_total_mse_loss", "load_weights": None, "dataset": "Custom",
+    "dataset_root": "~/data", "dataset_arg": None, "coord_files": None, "embed_files": None,
+    "energy_files": None, "force_files": None, "dataset_preload_limit": 1024, "y_weight": 1.0,
+    "neg_dy_weight": 1.0, "train_loss": "mse_loss", "train_loss_arg": {}, "model": "graph-network",
+    "output_model": "Scalar", "output_mlp_num_layers": 0, "prior_model": None, "charge": False,
+    "spin": False, "embedding_dimension": 256, "num_layers": 6, "num_rbf": 64, "activation": "silu",
+    "rbf_type": "expnorm", "trainable_rbf": False, "neighbor_embedding": False, "aggr": "add",
+    "distance_influence": "both", "attn_activation": "silu", "num_heads": 8, "vector_cutoff": False,
+    "equivariance_invariance_group": "O(3)", "box_vecs": None, "static_shapes": False,
+    "derivative": False, "cutoff_lower": 0.0, "cutoff_upper": 5.0, "atom_filter": -1, "max_z": 100,
+    "max_num_neighbors": 32, "standardize": False, "reduce_op": "add", "wandb_use": False,
+    "wandb_name": "training", "wandb_project": "training_", "wandb_resume_from_id": None,
+    "tensorboard_use": False,
+}
+SMALL = {
+    "embedding_dimension": 16, "num_layers": 2, "num_rbf": 8, "cutoff_upper": 4.0, "max_z": 10,
+    "derivative": True, "precision": 64, "max_num_neighbors": 64, "num_heads": 2,
+    "prior_model": "Atomref", "prior_args": [{"max_z": 10, "trainable": False, "enable": True}],
+    "standardize": True,
+}
+CASES = {
+    "tensornet": {"model": "tensornet"},
+    "et": {"model": "equivariant-transformer", "neighbor_embedding": True, "trainable_rbf": True},
+    # no prior, no standardisation, averaged energies, SO(3), the total charge as an input
+    "tensornet-mean-charge": {"model": "tensornet", "prior_model": None, "prior_args": [], "standardize": False,
+                              "reduce_op": "mean", "equivariance_invariance_group": "SO(3)", "charge": True},
+}
+
+
+@pytest.fixture
+def pure_python_tensornet(monkeypatch):
+    """Upstream's TensorNet on its pure-python ops rather than its Warp kernels."""
+    import torchmdnet.models.tensornet as tn
+
+    for name in ("compose_tensor", "decompose_tensor", "tensor_matmul_o3", "tensor_matmul_so3"):
+        monkeypatch.setattr(tn, name, getattr(tn, "_" + name))
+
+
+def write_checkpoint(path, hparams, seed=0):
+    """A Lightning checkpoint as torchmd-train writes it, from randomly perturbed weights."""
+    from torchmdnet.models.model import create_model
+
+    torch.manual_seed(seed)
+    standardize = hparams["standardize"]
+    mean, std = (torch.tensor([-3.7]), torch.tensor([0.8])) if standardize else (None, None)
+    model = create_model(dict(hparams), mean=mean, std=std)  # what LNNP builds
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():  # includes the (frozen) Atomref table
+            p.add_(0.2 * torch.randn(p.shape, generator=gen, dtype=p.dtype))
+    state = {"model." + k: v for k, v in model.state_dict().items()}
+    torch.save({"epoch": 3, "global_step": 120, "pytorch-lightning_version": "2.5.0", "state_dict": state,
+                "hparams_name": "hparams", "hyper_parameters": dict(hparams)}, path)
+    return path
+
+
+def upstream_model(path):
+    from torchmdnet.models.model import load_model
+
+    model = load_model(str(path), derivative=True)
+    for module in model.modules():
+        if hasattr(module, "opt"):
+            module.opt = False  # TensorNet's pure-python path
+    return model
+
+
+def periodic_box(seed=0):
+    """48 atoms (H, C, N, O, F) on a jittered grid in an orthorhombic box wider than 2 × cutoff."""
+    rng = np.random.default_rng(seed)
+    cell = np.diag([8.6, 9.0, 9.4])
+    grid = np.stack(np.meshgrid(np.arange(4), np.arange(4), np.arange(3), indexing="ij"), -1).reshape(-1, 3)
+    frac = (grid + 0.5 + rng.uniform(-0.15, 0.15, grid.shape)) / [4, 4, 3]
+    return Atoms(numbers=rng.choice([1, 6, 7, 8, 9], len(grid)), scaled_positions=frac, cell=cell, pbc=True)
+
+
+def upstream_results(model, atoms, charge=None):
+    pos = torch.tensor(atoms.positions, dtype=torch.float64)
+    z = torch.tensor(atoms.numbers, dtype=torch.long)
+    box = torch.tensor(atoms.cell.array, dtype=torch.float64) if atoms.pbc.any() else None
+    q = None if charge is None else torch.tensor([float(charge)], dtype=torch.float64)
+    y, neg_dy = model(z, pos, torch.zeros_like(z), box=box, q=q)
+    return float(y.detach().reshape(())), neg_dy.detach().numpy()
+
+
+def ours(calc, atoms, charge=0):
+    atoms = atoms.copy()
+    atoms.info["charge"] = charge
+    atoms.calc = calc
+    return atoms.get_potential_energy(), atoms.get_forces()
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_exported_checkpoint_matches_upstream(pure_python_tensornet, tmp_path, case):
+    hparams = {**TRAIN_DEFAULTS, **SMALL, **CASES[case]}
+    ckpt = write_checkpoint(tmp_path / "epoch=3.ckpt", hparams)
+    path = export_any(ckpt, tmp_path / "model.pt")
+    upstream = upstream_model(ckpt)
+    calc = NNPCalculator(path, dtype="float64")
+    meta = modelfile.read_metadata(path)
+    from_atomref = ["H", "He", "Li", "Be", "B", "C", "N", "O", "F"]  # every Z < max_z has a value
+    assert meta["elements"] == (from_atomref if hparams["prior_model"] else ["H", "C", "N", "O", "F"])
+    assert meta["dtype"] == "float64" and meta["provenance"]["source"] == "torchmd-net"
+    structures = {"ethanol": ase_build.molecule("CH3CH2OH"), "box": periodic_box()}
+    for name, atoms in structures.items():
+        energy, forces = ours(calc, atoms)
+        ref_energy, ref_forces = upstream_results(upstream, atoms)
+        assert abs(energy - ref_energy) < E_TOL, (name, energy, ref_energy)
+        assert np.abs(forces - ref_forces).max() < F_TOL, name
+    # charge: TensorNet trained with `charge` uses it; trained without, it saw (and sees) 0
+    energy, forces = ours(calc, structures["ethanol"], charge=1)
+    ref_energy, ref_forces = upstream_results(upstream, structures["ethanol"], 1 if hparams["charge"] else None)
+    assert abs(energy - ref_energy) < E_TOL and np.abs(forces - ref_forces).max() < F_TOL
+
+
+def test_old_tensornet_layout_is_remixed_like_upstream(tmp_path):
+    """Checkpoints with `check_errors` stored [F, 3]-ordered rows; load_model reorders them."""
+    hparams = {**TRAIN_DEFAULTS, **SMALL, "model": "tensornet"}
+    new = torch.load(write_checkpoint(tmp_path / "new.ckpt", hparams), weights_only=False)
+    for key in ["tensor_embedding.linears_scalar.1"] + [f"layers.{i}.linears_scalar.2" for i in range(2)]:
+        for suffix in (".weight", ".bias"):
+            name = f"model.representation_model.{key}{suffix}"
+            value = new["state_dict"][name]
+            rows = value.shape[0]
+            new["state_dict"][name] = value.reshape(3, rows // 3, -1).transpose(0, 1).reshape(value.shape)
+    new["hyper_parameters"]["check_errors"] = True
+    torch.save(new, tmp_path / "old.ckpt")
+    with pytest.warns(UserWarning, match="Old-format checkpoint"):
+        upstream = upstream_model(tmp_path / "old.ckpt").state_dict()
+    state = tmd.state_dict_from_checkpoint(tmp_path / "old.ckpt")
+    backbone = [k for k in state if k.startswith("representation_model.") and ".distance." not in k]
+    assert all(torch.equal(state[k], upstream[k]) for k in backbone)
+
+
+@pytest.mark.parametrize("change,match", [
+    ({"model": "graph-network"}, "tensornet, equivariant-transformer"),
+    ({"model": "tensornet", "output_model": "DipoleMoment"}, "output model 'DipoleMoment'"),
+    ({"model": "tensornet", "prior_model": ["Atomref", "ZBL"]}, r"prior model\(s\) \['ZBL'\]"),
+])
+def test_unsupported_checkpoints_are_refused(tmp_path, change, match):
+    torch.save({"hyper_parameters": {**TRAIN_DEFAULTS, **change}, "state_dict": {}}, tmp_path / "x.ckpt")
+    with pytest.raises(ModelFileError, match=match):
+        export_any(tmp_path / "x.ckpt", tmp_path / "x.pt")
+
+
+def test_elements_outside_the_embedding_are_refused():
+    with pytest.raises(ValueError, match="atomic numbers 1..9"):
+        tmd.architecture_from_hparams({**TRAIN_DEFAULTS, **SMALL, "model": "tensornet"}, ["H", "Cu"])
