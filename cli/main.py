@@ -1,4 +1,8 @@
-"""Entry point of `nnp`. Imports no torch: each command's module loads on first use."""
+"""Entry point of `nnp`. Imports no torch: each command's module loads on first use.
+
+Errors a command raises become one line (``Error: ...``) and exit status 1; ``nnp --debug
+COMMAND`` shows the traceback instead.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,16 @@ import click
 from nnpcalc import __version__
 
 #: command name → module under nnpcalc.cli that defines `command`
-COMMANDS = {"info": "nnpcalc.cli.info"}
+COMMANDS = {
+    "check": "nnpcalc.cli.check",
+    "eval": "nnpcalc.cli.eval",
+    "export": "nnpcalc.cli.export",
+    "info": "nnpcalc.cli.info",
+    "md": "nnpcalc.cli.md",
+    "phonons": "nnpcalc.cli.phonons",
+    "relax": "nnpcalc.cli.relax",
+    "train": "nnpcalc.cli.train",
+}
 
 
 class LazyGroup(click.Group):
@@ -21,8 +34,28 @@ class LazyGroup(click.Group):
             return None
         return importlib.import_module(COMMANDS[name]).command
 
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.Abort, click.ClickException):
+            raise
+        except Exception as err:  # noqa: BLE001 - every other error becomes one line
+            if ctx.params.get("debug"):
+                raise
+            raise click.ClickException(one_line(err)) from err
+
+
+def one_line(err: Exception) -> str:
+    """The error's message on one line; errors nnpcalc did not anticipate also say their type."""
+    from nnpcalc.errors import NNPError
+
+    message = " ".join(str(err).split()) or type(err).__name__
+    expected = isinstance(err, (NNPError, ValueError, OSError, ImportError))
+    return message if expected else f"{type(err).__name__}: {message} (rerun with `nnp --debug ...` for the traceback)"
+
 
 @click.group(cls=LazyGroup)
 @click.version_option(__version__, prog_name="nnp")
-def main():
+@click.option("--debug", is_flag=True, help="Show the full traceback of an error instead of one line.")
+def main(debug):
     """nnpcalc: run neural-network interatomic potentials."""

@@ -9,6 +9,9 @@ _LAZY = {
     "NNPCalculator": "nnpcalc.calculator",
     "Model": "nnpcalc.runtime",
     "load_model": "nnpcalc.runtime",
+    "relax": "nnpcalc.workflows.relax",
+    "run_md": "nnpcalc.workflows.md",
+    "phonons": "nnpcalc.workflows.phonons",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -23,3 +23,9 @@ GPA_TO_EV_PER_A3 = _ase.GPa
 EV_PER_A3_TO_GPA = 1.0 / _ase.GPa
 #: Time: fs → ASE time units.
 FS_TO_ASE_TIME = _ase.fs
+#: Time: ps → fs.
+PS_TO_FS = 1000.0
+#: Time: fs → ns (simulation throughput in ns/day).
+FS_TO_NS = 1e-6
+#: Time: one day in seconds (simulation throughput in ns/day).
+SECONDS_PER_DAY = 86400.0

@@ -1,0 +1,33 @@
+"""`nnp eval MODEL DATA`: MAE and RMSE per property, and a parity plot."""
+
+from __future__ import annotations
+
+import click
+
+from ._options import dtype_option, quiet_option, show_progress, table
+
+
+@click.command("eval")
+@click.argument("model")
+@click.argument("data", type=click.Path(exists=True, dir_okay=False))
+@click.option("--parity", default="parity.png", show_default=True, type=click.Path(dir_okay=False),
+              help="Parity plot (PNG); '' for none.")
+@click.option("--batch-size", type=int, default=16, show_default=True, help="Structures per model call.")
+@click.option("--fidelity", default=None, help="Fidelity of a multi-fidelity model (name or index).")
+@dtype_option
+@quiet_option
+def command(model, data, parity, batch_size, fidelity, dtype, quiet):
+    """Score MODEL on the labelled structures in DATA (ref_* keys or stored energy/forces)."""
+    from nnpcalc.workflows.evaluate import evaluate
+
+    fidelity = int(fidelity) if fidelity is not None and fidelity.isdigit() else fidelity
+    result = evaluate(model, data, batch_size=batch_size, fidelity=fidelity, dtype=dtype,
+                      progress=show_progress(quiet))
+    if not result.metrics:
+        raise click.ClickException(f"{data} holds no labels this model predicts (energy, forces, stress, "
+                                   "charges, dipole as ref_* keys or stored results)")
+    click.echo(table(["property", "MAE", "RMSE", "unit", "values"],
+                     [[m.name, m.mae, m.rmse, m.unit, m.count] for m in result.metrics]))
+    click.echo(f"{result.frames} structures")
+    if parity:
+        click.echo(f"wrote {result.plot_parity(parity)}")

@@ -1,0 +1,32 @@
+"""The workflow examples run (shortened) on a tiny model, so CI keeps them working."""
+
+import runpy
+import warnings
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+def example(name):
+    return runpy.run_path(str(EXAMPLES / f"{name}.py"), run_name=f"example_{name}")
+
+
+def test_relax_crystal(model_file):
+    result = example("relax_crystal")["main"](model_file, steps=5)
+    assert result.volume > 0 and len(result.atoms) == 12
+
+
+def test_md_water_box(model_file, tmp_path):
+    result = example("md_water_box")["main"](model_file, steps=10, outdir=tmp_path)
+    assert result.steps == 10 and (tmp_path / "md-run" / "md.log").is_file()
+
+
+def test_phonons_cu(tmp_path):
+    pytest.importorskip("phonopy")
+    pytest.importorskip("matplotlib")
+    with warnings.catch_warnings():  # the demo model's random weights may give imaginary modes
+        warnings.simplefilter("ignore", RuntimeWarning)
+        result = example("phonons_cu")["main"](outdir=tmp_path, supercell=(2, 2, 2))
+    assert (tmp_path / "band.png").is_file() and result.band["labels"][0] == "Γ"
