@@ -46,10 +46,31 @@ class NNPCalculator(Calculator):
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
-        self._charge = _total_charge(self.atoms)
         periodic = bool(self.atoms.pbc.any())
-        (out,) = self.model.compute([self.atoms], [self._charge], self.fidelity, stress=periodic)
-        self.results = _ase_results(out, periodic)
+        (out,) = self.model.compute([self.atoms], [_total_charge(self.atoms)], self.fidelity, stress=periodic)
+        self.store(self.atoms, out)
+
+    def store(self, atoms, out: dict[str, np.ndarray]) -> None:
+        """Record model outputs ``out`` (from ``Model.compute``) as this calculator's results for ``atoms``."""
+        self.atoms = atoms.copy()
+        self._charge = _total_charge(atoms)
+        self.results = _ase_results(out, bool(atoms.pbc.any()))
+
+
+def calculate_batch(structures) -> None:
+    """Evaluate structures that share one model in a single batched call.
+
+    Every structure must carry an :class:`NNPCalculator` on the same :class:`Model`; afterwards
+    each calculator holds its structure's results, exactly as if it had computed them alone.
+    """
+    calcs = [atoms.calc for atoms in structures]
+    model = calcs[0].model
+    if not all(isinstance(c, NNPCalculator) and c.model is model and c.fidelity == calcs[0].fidelity for c in calcs):
+        raise ValueError("calculate_batch needs every structure on an NNPCalculator sharing one Model and fidelity")
+    charges = [_total_charge(atoms) for atoms in structures]
+    stress = any(bool(atoms.pbc.any()) for atoms in structures)
+    for calc, atoms, out in zip(calcs, structures, model.compute(structures, charges, calcs[0].fidelity, stress=stress)):
+        calc.store(atoms, out)
 
 
 def _total_charge(atoms) -> float:

@@ -30,3 +30,7 @@ class InvalidStructureError(NNPError, ValueError):
 
 class UnknownModelError(NNPError, ValueError):
     """A model name that is neither a file nor a shipped model."""
+
+
+class SimulationError(NNPError, RuntimeError):
+    """A simulation went beyond sane (exploding forces or temperature); its output so far is kept."""

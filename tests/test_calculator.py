@@ -108,3 +108,23 @@ def test_neighbour_backends_give_the_same_numbers(model_file):
             results.append((a.get_potential_energy(), a.get_forces()))
         assert results[0][0] == pytest.approx(results[1][0], abs=1e-10)
         np.testing.assert_allclose(results[0][1], results[1][1], atol=1e-10)
+
+
+def test_calculate_batch_equals_one_by_one(model_file):
+    from nnpcalc.calculator import calculate_batch
+    from nnpcalc.runtime import Model
+    from nnpcalc.testing import reference_structures
+
+    model = Model(model_file, dtype="float64")
+    batch = [a.copy() for a in reference_structures().values()]
+    single = [a.copy() for a in batch]
+    for atoms in batch + single:
+        atoms.calc = NNPCalculator(model)
+    calculate_batch(batch)
+    for a, b in zip(batch, single):
+        assert a.get_potential_energy() == pytest.approx(b.get_potential_energy(), abs=1e-10)
+        np.testing.assert_allclose(a.get_forces(), b.get_forces(), atol=1e-10)
+    mixed = [batch[0].copy(), batch[1].copy()]
+    mixed[0].calc, mixed[1].calc = NNPCalculator(model), NNPCalculator(model_file)
+    with pytest.raises(ValueError, match="sharing one Model"):
+        calculate_batch(mixed)

@@ -8,7 +8,7 @@ import pytest
 from ase.build import bulk, molecule
 
 from nnpcalc import Model, run_md
-from nnpcalc.errors import InvalidStructureError
+from nnpcalc.errors import InvalidStructureError, SimulationError
 from nnpcalc.workflows.choices import ENSEMBLES
 from nnpcalc.workflows.md import resume_md
 from nnpcalc.workflows.md_state import LOG_COLUMNS
@@ -98,7 +98,7 @@ def test_nve_conserves_energy_and_time_ps_sets_steps(model, tmp_path):
 def test_explosion_stops_with_a_message_and_keeps_the_output(model, tmp_path):
     atoms = molecule("H2O")
     atoms.set_momenta(np.full((3, 3), 5.0))  # far too hot: thousands of kelvin
-    with pytest.raises(InvalidStructureError, match="MD stopped at step 1 .* the temperature is .* K"):
+    with pytest.raises(SimulationError, match="MD stopped at step 1 .* the temperature is .* K"):
         run_md(atoms, model, outdir=tmp_path, steps=10, ensemble="nvt-langevin", temperature_K=100)
     assert (tmp_path / "exploded.extxyz").is_file() and (tmp_path / "checkpoint.npz").is_file()
     assert len((tmp_path / "md.log").read_text().splitlines()) == 3  # header, step 0, the exploding step

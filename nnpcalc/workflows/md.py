@@ -20,7 +20,7 @@ import numpy as np
 from ase import Atoms
 
 from ..calculator import NNPCalculator
-from ..errors import InvalidStructureError
+from ..errors import InvalidStructureError, SimulationError
 from ..runtime import Model
 from ..units import EV_PER_A3_TO_GPA, FS_TO_NS, PS_TO_FS, SECONDS_PER_DAY
 from . import io
@@ -183,7 +183,7 @@ class _Run:
         with io.FrameWriter(self.rundir / state.EXPLODED, "w") as writer:
             writer.write(self.atoms)
         out.log(self._log_row(step))
-        raise InvalidStructureError(
+        raise SimulationError(
             f"MD stopped at step {step} ({step * self.settings.timestep_fs / PS_TO_FS:g} ps): {reason}. "
             f"Everything written so far is kept in {self.rundir} (the last frame in {state.EXPLODED}). "
             "Try a smaller timestep, check the starting structure for overlapping atoms, and check that "

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 from ase import Atoms
 
-from ..calculator import NNPCalculator, _ase_results, _total_charge
+from ..calculator import NNPCalculator, calculate_batch
 from ..runtime import Model
 from ..units import EV_PER_A3_TO_GPA, GPA_TO_EV_PER_A3
 from . import io
@@ -112,13 +112,7 @@ def _lockstep(model: Model, runs: list[_Relaxation], steps: int, bar) -> None:
 
 def evaluate_batch(model: Model, structures: Sequence[Atoms]) -> None:
     """Evaluate all structures in one model call; each one's NNPCalculator then holds its results."""
-    periodic = [bool(a.pbc.any()) for a in structures]
-    outputs = model.compute(structures, stress=any(periodic))
-    for atoms, out, pbc in zip(structures, outputs, periodic):
-        calc = atoms.calc
-        calc.atoms = atoms.copy()
-        calc._charge = _total_charge(atoms)  # what NNPCalculator.calculate would record
-        calc.results = _ase_results(out, pbc)
+    calculate_batch(structures)
 
 
 class _Relaxation:
