@@ -12,8 +12,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $(STAMP)
 
+# the main job: 1 ps of Langevin MD of ethanol on the shipped default model (log + trajectory in runs/demo)
 demo: $(STAMP)
-	$(PY) examples/quickstart.py
+	$(VENV)/bin/nnp md examples/data/ethanol.xyz --ensemble nvt-langevin --temperature-K 300 \
+		--timestep-fs 0.5 --time-ps 1 -o runs/demo --overwrite
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow"
