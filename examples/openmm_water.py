@@ -11,24 +11,11 @@ from pathlib import Path
 import numpy as np
 import openmm
 import openmm.unit as unit
-from ase import Atoms
-from ase.build import molecule
 
 from nnpcalc import NNPCalculator
+from nnpcalc.systems import water_box
 from nnpcalc.openmm import create_system, run_openmm_md
 from nnpcalc.units import EV_TO_KJ_PER_MOL
-
-
-def water_box(n: int = 3, spacing: float = 3.1, seed: int = 0) -> Atoms:
-    """n³ randomly oriented waters on a grid (27 waters in a 9.3 Å box: about 1 g/cm³)."""
-    rng = np.random.default_rng(seed)
-    atoms = Atoms(cell=np.eye(3) * spacing * n, pbc=True)
-    for index in np.ndindex(n, n, n):
-        water = molecule("H2O")
-        water.rotate(rng.uniform(0, 360), rng.normal(size=3))
-        water.translate((np.array(index) + 0.5) * spacing)
-        atoms += water
-    return atoms
 
 
 def model_path(folder: Path):

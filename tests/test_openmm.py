@@ -12,10 +12,9 @@ import pytest
 openmm = pytest.importorskip("openmm")
 import openmm.app as app  # noqa: E402
 import openmm.unit as unit  # noqa: E402
-from ase import Atoms  # noqa: E402
 from ase.build import molecule  # noqa: E402
 
-from nnpcalc import NNPCalculator, modelfile  # noqa: E402
+from nnpcalc import NNPCalculator, modelfile, systems  # noqa: E402
 from nnpcalc.errors import InvalidStructureError, ModelFileError, UnknownElementError  # noqa: E402
 from nnpcalc.openmm import create_force, create_system, from_atoms, run_openmm_md, save_torchforce_module  # noqa: E402
 from nnpcalc.testing import TOLERANCES  # noqa: E402
@@ -26,14 +25,8 @@ KJ_PER_MOL_NM = unit.kilojoule_per_mole / unit.nanometer
 
 
 def water_box(n=2, spacing=3.1, triclinic=False, seed=0):
-    """n³ randomly oriented waters on a grid: 8 waters in a 6.2 Å cell by default (cutoff 4 Å)."""
-    rng = np.random.default_rng(seed)
-    atoms = Atoms(cell=np.eye(3) * spacing * n, pbc=True)
-    for index in np.ndindex(n, n, n):
-        water = molecule("H2O")
-        water.rotate(rng.uniform(0, 360), rng.normal(size=3))
-        water.translate((np.array(index) + 0.5) * spacing)
-        atoms += water
+    """8 waters in a 6.2 Å cell by default (cutoff 4 Å), optionally sheared."""
+    atoms = systems.water_box(n, spacing, seed)
     if triclinic:  # sheared past OpenMM's reduced form, so the box gets reduced
         atoms.set_cell(atoms.cell.array + [[0, 0, 0], [4.0, 0, 0], [0.8, -4.0, 0]], scale_atoms=True)
     return atoms

@@ -234,6 +234,6 @@ def test_grouped_split_keeps_each_group_in_one_part(molecules):
 
 
 def test_periodic_water_box_labels_have_stress():
-    frames = reference.water_box_dataset(seed=0, frames=1, n_waters=2)
+    frames = reference.water_box_dataset(seed=0, frames=1, n=1)
     assert frames[0].info["ref_stress"].shape == (3, 3) and frames[0].pbc.all()
     assert frames[0].arrays["ref_charges"].sum() == pytest.approx(0.0, abs=1e-6)

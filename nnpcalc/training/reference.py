@@ -78,25 +78,12 @@ def water_cluster(n: int, seed: int) -> Atoms:
     return cluster
 
 
-def water_box(n_waters: int, density_g_cm3: float, seed: int) -> Atoms:
-    """A periodic cubic box of randomly oriented waters at roughly the given density."""
-    rng = np.random.default_rng(seed)
-    side = (n_waters * 18.015 / 0.6022 / density_g_cm3) ** (1 / 3)
-    per_axis = int(np.ceil(n_waters ** (1 / 3)))
-    box = Atoms(cell=[side] * 3, pbc=True)
-    sites = [(i, j, k) for i in range(per_axis) for j in range(per_axis) for k in range(per_axis)]
-    for i, j, k in sites[:n_waters]:
-        w = molecule("H2O")
-        w.rotate(rng.uniform(0, 360), rng.normal(size=3))
-        w.translate((np.array([i, j, k]) + 0.5) * side / per_axis + rng.normal(scale=0.1, size=3))
-        box += w
-    return box
+def water_box_dataset(seed: int = 0, frames: int = 40, n: int = 2) -> list[Atoms]:
+    """GFN2-xTB under PBC: energy, forces, stress and charges of MD frames of an n³-water box."""
+    from ..systems import water_box
 
-
-def water_box_dataset(seed: int = 0, frames: int = 40, n_waters: int = 8) -> list[Atoms]:
-    """GFN2-xTB under PBC: energy, forces, stress and charges of MD frames of a small water box."""
     calc = gfn2()
-    geometries = md_frames(water_box(n_waters, 1.0, seed), calc, frames, 5, 350.0, seed)
+    geometries = md_frames(water_box(n, 3.1, seed), calc, frames, 5, 350.0, seed)
     return [label(g, calc, "GFN2-xTB") for g in geometries]
 
 
