@@ -8,7 +8,6 @@ tiny random-weight model written to a temporary folder, so it also runs in CI.
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import openmm
 import openmm.unit as unit
 

@@ -103,7 +103,8 @@ class Model:
         inputs = self._batch_inputs(structures, total_charge, fidelity)
         positions, _, cell, pbc, _, batch, _ = inputs
         graph = neighbor_graph(positions, cell, pbc, batch, self.cutoff, self.neighbors)
-        out = self.module.forward_batch(*inputs, *graph, compute_forces=forces, compute_stress=stress)
+        with modelfile.calling():
+            out = self.module.forward_batch(*inputs, *graph, compute_forces=forces, compute_stress=stress)
         return _split(out, inputs[5], len(structures), self.metadata["outputs"])
 
     def _batch_inputs(self, structures, total_charge, fidelity):

@@ -22,6 +22,7 @@ import openmm.app as app
 import openmm.unit as unit
 import torch
 
+from .. import modelfile
 from ..errors import InvalidStructureError, UnknownElementError
 from ..runtime import Model
 from . import topology as topo
@@ -177,7 +178,7 @@ class Compute:
         box = None
         if self.spec.periodic:
             box = torch.from_numpy(np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)))
-        with torch_threads(self.spec.threads), torch.enable_grad():
+        with torch_threads(self.spec.threads), modelfile.calling():
             energy, forces = self.module(positions.to(self.device), None if box is None else box.to(self.device))
         return float(energy), forces.detach().cpu().numpy()
 
