@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-all check-install clean
+.PHONY: demo test test-all examples check-install clean
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,6 +19,12 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest -m "not slow"
+
+# every example as a user runs it, with the shipped models (CI runs this too)
+examples: $(STAMP)
+	cd examples && for script in quickstart relax_crystal md_water_box phonons_cu openmm_water; do \
+		echo "== examples/$$script.py"; OMP_NUM_THREADS=1 ../$(PY) $$script.py || exit 1; done
+	OMP_NUM_THREADS=1 $(PY) examples/train_and_export.py --epochs 2 --outdir $$(mktemp -d)
 
 test-all: $(STAMP)
 	$(PY) -m pytest

@@ -1,11 +1,12 @@
 """Phonons of copper with phonopy: relax the cell, then bands, DOS and thermal properties.
 
-    .venv/bin/python examples/phonons_cu.py --model MODEL_WITH_CU [--outdir DIR]
+    .venv/bin/python examples/phonons_cu.py [--model MODEL_WITH_CU] [--outdir DIR]
 
-Needs the `materials` extra (phonopy) and matplotlib for band.png. The shipped default
-model knows only H, C, N and O: without --model this example builds a small random-weight
-model so that it runs anywhere (its numbers are then meaningless). From the command line:
-`nnp relax cu.cif --cell -o cu-relaxed.cif` then `nnp phonons cu-relaxed.cif --supercell 3 3 3`.
+Needs the `materials` extra (phonopy) and matplotlib for band.png. Uses the shipped
+`metals-emt` model (EMT-level copper); if a checkout lacks it, a small random-weight model
+stands in so that the workflow still runs (its numbers are then meaningless). From the
+command line: `nnp relax cu.cif --cell -m metals-emt -o cu-relaxed.cif` then
+`nnp phonons cu-relaxed.cif -m metals-emt --supercell 3 3 3`.
 """
 
 import argparse
@@ -15,6 +16,7 @@ from pathlib import Path
 from ase.build import bulk
 
 import nnpcalc
+import nnpcalc.zoo
 
 
 def demo_model(path: Path) -> Path:
@@ -30,8 +32,10 @@ def demo_model(path: Path) -> Path:
 
 def main(model=None, outdir=None, supercell=(3, 3, 3)):
     outdir = Path(outdir or tempfile.mkdtemp(prefix="nnp-phonons-"))
+    if model is None and "metals-emt" in nnpcalc.zoo.available():
+        model = "metals-emt"
     if model is None:
-        print("no model with Cu given: using a random-weight demo model (numbers are meaningless)")
+        print("no model with Cu: using a random-weight demo model (numbers are meaningless)")
         model = demo_model(outdir / "demo-cu.pt")
     crystal = nnpcalc.relax(bulk("Cu", "fcc", a=3.61), model, cell=True, fmax=1e-3).atoms
     result = nnpcalc.phonons(crystal, model, supercell=supercell)

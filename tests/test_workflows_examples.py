@@ -30,3 +30,10 @@ def test_phonons_cu(tmp_path):
         warnings.simplefilter("ignore", RuntimeWarning)
         result = example("phonons_cu")["main"](outdir=tmp_path, supercell=(2, 2, 2))
     assert (tmp_path / "band.png").is_file() and result.band["labels"][0] == "Γ"
+
+
+def test_train_and_export(tmp_path):
+    pytest.importorskip("tblite")
+    pytest.importorskip("lightning")
+    summary = example("train_and_export")["main"](epochs=1, outdir=str(tmp_path))
+    assert Path(summary["model"]).is_file()
