@@ -74,7 +74,9 @@ def test_atomrefs_recover_a_linear_model():
 def test_train_exports_a_model_that_reproduces_the_checkpoint(molecules, tmp_path):
     from nnpcalc.training.module import PotentialModule
 
-    summary = train(config(molecules / "gfn2.extxyz", tmp_path, output=str(tmp_path / "m.pt")))
+    summary = train(config(molecules / "gfn2.extxyz", tmp_path, output=str(tmp_path / "m.pt"), summary="A test model."))
+    card = (tmp_path / "m.md").read_text()
+    assert "A test model." in card and "| forces |" in card and "nnp train" in card
     meta = modelfile.read_metadata(summary["model"])
     prov = meta["provenance"]
     assert prov["data"][0]["sha256"] and prov["split"]["train"] == 16

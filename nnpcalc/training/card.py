@@ -28,7 +28,9 @@ def write_card(model_path: str | Path, summary: str) -> Path:
     meta = modelfile.read_metadata(model_path)
     prov = meta["provenance"]
     arch = meta["architecture"]
-    data = "\n".join(f"- `{d['file']}`: {d['frames']} frames, {d['method']}, sha256 `{d['sha256'][:16]}…`" for d in prov["data"])
+    data = "\n".join(f"- `{d['file']}`, sha256 `{d['sha256'][:16]}…`" for d in prov["data"])
+    split = prov["split"]
+    frames = sum(v for k, v in split.items() if k != "seed")
     training = prov["training"]
     text = f"""# {model_path.stem}
 
@@ -39,8 +41,9 @@ def write_card(model_path: str | Path, summary: str) -> Path:
 - fidelities: {', '.join(meta['fidelities'])}; saved as {meta['dtype']}
 
 ## Data and split
+{frames} frames labelled by {', '.join(meta['fidelities'])}:
 {data}
-- split (random, seed {prov['split']['seed']}): train {prov['split']['train']}, validation {prov['split']['val']}, test {prov['split']['test']} frames
+- split (seed {split['seed']}): train {split['train']}, validation {split['val']}, test {split['test']} frames
 
 ## Held-out test errors
 {metrics_table(prov['test_metrics'])}

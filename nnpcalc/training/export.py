@@ -10,9 +10,12 @@ import torch
 from ..nn.build import export
 
 
-def export_checkpoint(checkpoint: str | Path, output: str | Path, summary: dict | None = None,
-                      card_summary: str = "") -> Path:
-    """Write the model file of a training checkpoint, with its provenance in the metadata."""
+def export_checkpoint(checkpoint: str | Path, output: str | Path, summary: dict | None = None) -> Path:
+    """Write the model file of a training checkpoint, with its provenance in the metadata.
+
+    ``summary`` is the run's summary (test metrics, epochs, time); when the training config has
+    a ``summary`` text, a model card ``NAME.md`` is written beside the model file.
+    """
     from .module import PotentialModule
     from .train import machine
 
@@ -23,9 +26,10 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, summary: dict 
     if "test_metrics" in summary:
         provenance["test_metrics"] = {k.removeprefix("test_"): v for k, v in summary["test_metrics"].items()}
     provenance["training"] = {"epochs": summary.get("epochs"), "seconds": summary.get("seconds"),
-                              "machine": machine(), "threads": torch.get_num_threads(), "torch": torch.__version__}
+                              "machine": machine(), "threads": summary.get("threads"), "torch": torch.__version__}
     provenance["command"] = "nnp train " + str(summary.get("config", "CONFIG"))
     path = export(module.potential, module.architecture, output, provenance)
+    card_summary = module.hparams["config"].get("summary", "")
     if card_summary:
         from .card import write_card
 

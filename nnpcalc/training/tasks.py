@@ -109,11 +109,10 @@ def total_loss(tasks: list[Task], out: dict, batch: dict) -> tuple[torch.Tensor,
 
 
 def heads_for(tasks: list[Task]) -> list:
-    """The head list a task list needs: energy always; charges before dipole; named heads."""
+    """The head list a task list needs: energy always; charges, then the (parameter-free)
+    dipole head whenever charges are learned; the named heads."""
     outputs = {t.output for t in tasks}
     heads: list = ["energy"]
     if outputs & {"charges", "dipole"}:
-        heads.append("charges")
-    if "dipole" in outputs:
-        heads.append("dipole")
+        heads += ["charges", "dipole"]
     return heads + [spec for spec in (t.head_spec() for t in tasks) if spec is not None]

@@ -188,7 +188,7 @@ def train(config: str | Path | dict, **trainer_overrides) -> dict:
     start = time.perf_counter()
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None)
     summary = {"epochs": trainer.current_epoch, "seconds": time.perf_counter() - start, "run_dir": str(run_dir),
-               "config": config_path}
+               "config": config_path, "threads": torch.get_num_threads()}
     if parts["test"]:  # every rank takes part (collective); rank 0 writes
         (metrics,) = trainer.test(module, test_loader, ckpt_path="best", verbose=False)
         summary["test_metrics"] = {k: float(v) for k, v in metrics.items()}
@@ -198,7 +198,7 @@ def train(config: str | Path | dict, **trainer_overrides) -> dict:
             from .export import export_checkpoint
 
             best = trainer.checkpoint_callbacks[0].best_model_path or str(last)
-            summary["model"] = str(export_checkpoint(best, config["output"], summary, config.get("summary", "")))
+            summary["model"] = str(export_checkpoint(best, config["output"], summary))
     return summary
 
 
