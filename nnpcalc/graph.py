@@ -128,6 +128,43 @@ def _expand_bins(count: Tensor, first_in_bin: Tensor) -> Tuple[Tensor, Tensor]:
     return slot, first_in_bin[slot] + within
 
 
+def _bin_atoms(
+    pos: Tensor, cell: Tensor, periodic: Tensor, batch: Tensor, num_structures: int, cutoff: float
+) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Bin every atom; return, in bin order: the permutation, bin coordinates [N,3] and
+    integer wraps [N,3]; and per structure: bins per axis [B,3], stencil reach [B,3], and
+    the atom count of every bin."""
+    bcell = torch.stack([binning_cell(cell[b], periodic[b]) for b in range(num_structures)])
+    inv = torch.linalg.inv(bcell)  # columns are reciprocal vectors
+    frac, wrap = _wrapped_fractional(pos, inv[batch], periodic[batch])
+    lo, extent, nbins, reach = _bin_layout(frac, inv, periodic, batch, num_structures, cutoff)
+    nb = nbins.to(torch.long)
+    coord = torch.floor((frac - lo[batch]) / extent[batch] * nbins[batch]).to(torch.long)
+    coord = torch.minimum(coord.clamp(min=0), nb[batch] - 1)
+    bin_id = _bin_index(coord, nb, batch)
+    counts = torch.bincount(bin_id, minlength=int(nb.prod(dim=1).sum()))
+    order = torch.argsort(bin_id, stable=True)  # bin order: neighbours are contiguous in memory
+    return order, coord[order], wrap[order], nb, reach, counts
+
+
+def _stencil_slots(
+    coord: Tensor, owner: Tensor, periodic_atom: Tensor, nb: Tensor, reach: Tensor, counts: Tensor
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """For every (atom, stencil offset) slot: its bin, the image it lies in [N,O,3] and how
+    many atoms that bin holds (0 off a non-periodic edge)."""
+    stencil = _stencil(reach.max(dim=0).values.to(torch.long))
+    n_off = stencil.shape[0]
+    ncoord = coord.unsqueeze(1) + stencil.unsqueeze(0)  # [N, O, 3]
+    nb_e = nb[owner].unsqueeze(1).expand(-1, n_off, -1)
+    per_e = periodic_atom.unsqueeze(1).expand(-1, n_off, -1)
+    image = torch.where(per_e, torch.div(ncoord, nb_e, rounding_mode="floor"), 0)
+    ncoord = ncoord - image * nb_e
+    valid = ((ncoord >= 0) & (ncoord < nb_e)).all(dim=-1).reshape(-1)
+    ncoord = torch.minimum(ncoord.clamp(min=0), nb_e - 1)
+    nbin = _bin_index(ncoord, nb, owner.unsqueeze(1).expand(-1, n_off)).reshape(-1)
+    return nbin, image, torch.where(valid, counts[nbin], 0)
+
+
 def neighbor_list(
     positions: Tensor,
     cell: Tensor,
@@ -153,48 +190,23 @@ def neighbor_list(
         pos = positions.detach().to(torch.float64)
         cell64 = cell.detach().to(torch.float64)
         periodic = pbc.to(torch.bool)
-        bcell = torch.stack([binning_cell(cell64[b], periodic[b]) for b in range(num_structures)])
-        inv = torch.linalg.inv(bcell)  # columns are reciprocal vectors
-        periodic_atom = periodic[batch]
-        frac, wrap = _wrapped_fractional(pos, inv[batch], periodic_atom)
-        lo, extent, nbins, reach = _bin_layout(frac, inv, periodic, batch, num_structures, cutoff)
-        nb = nbins.to(torch.long)
-        coord = torch.floor((frac - lo[batch]) / extent[batch] * nbins[batch]).to(torch.long)
-        coord = torch.minimum(coord.clamp(min=0), nb[batch] - 1)
-        bin_id = _bin_index(coord, nb, batch)
-        counts = torch.bincount(bin_id, minlength=int(nb.prod(dim=1).sum()))
-        starts = torch.cumsum(counts, 0) - counts
-        # work in bin order from here on: neighbours are then contiguous in memory
-        order = torch.argsort(bin_id, stable=True)
-        coord, owner, wrap = coord[order], batch[order], wrap[order]
-        periodic_atom = periodic_atom[order]
+        order, coord, wrap, nb, reach, counts = _bin_atoms(pos, cell64, periodic, batch, num_structures, cutoff)
+        owner = batch[order]
         cells = cell64[owner]
-        pos_w = pos[order] - torch.bmm(wrap.unsqueeze(1), cells).squeeze(1)
-
-        # every (atom, stencil offset) slot: the neighbouring bin and the image it lies in
-        stencil = _stencil(reach.max(dim=0).values.to(torch.long))
-        n_off = stencil.shape[0]
-        ncoord = coord.unsqueeze(1) + stencil.unsqueeze(0)  # [N, O, 3]
-        nb_e = nb[owner].unsqueeze(1).expand(-1, n_off, -1)
-        per_e = periodic_atom.unsqueeze(1).expand(-1, n_off, -1)
-        image = torch.where(per_e, torch.div(ncoord, nb_e, rounding_mode="floor"), 0)
-        ncoord = ncoord - image * nb_e
-        valid = ((ncoord >= 0) & (ncoord < nb_e)).all(dim=-1).reshape(-1)
-        ncoord = torch.minimum(ncoord.clamp(min=0), nb_e - 1)
-        nbin = _bin_index(ncoord, nb, owner.unsqueeze(1).expand(-1, n_off)).reshape(-1)
-        count = torch.where(valid, counts[nbin], 0)
+        nbin, image, count = _stencil_slots(coord, owner, periodic[owner], nb, reach, counts)
+        n_off = image.shape[1]
 
         # candidate pairs: wrapped positions plus the image vector of their slot
+        pos_w = pos[order] - torch.bmm(wrap.unsqueeze(1), cells).squeeze(1)
         image_vec = torch.bmm(image.to(torch.float64), cells).reshape(-1, 3)
-        slot, j = _expand_bins(count, starts[nbin])
+        slot, j = _expand_bins(count, (torch.cumsum(counts, 0) - counts)[nbin])
         i = torch.div(slot, n_off, rounding_mode="floor")
         vec = pos_w[j] - pos_w[i] + image_vec[slot]
         keep = (vec * vec).sum(-1) < cutoff * cutoff
         slot, i, j = slot[keep], i[keep], j[keep]
         shift = image.reshape(-1, 3)[slot] - wrap[j].to(torch.long) + wrap[i].to(torch.long)
         keep = (i != j) | (shift != 0).any(dim=-1)
-        edge_index = torch.stack([order[i[keep]], order[j[keep]]])
-        return edge_index, shift[keep].to(positions.dtype)
+        return torch.stack([order[i[keep]], order[j[keep]]]), shift[keep].to(positions.dtype)
 
 
 def edge_vectors(
