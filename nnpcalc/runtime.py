@@ -108,21 +108,25 @@ class Model:
         return _split(out, inputs[5], len(structures), self.metadata["outputs"])
 
     def _batch_inputs(self, structures, total_charge, fidelity):
-        dev, dt = self.device, self.dtype
+        """The arguments of ``forward_batch`` (up to the graph) for ``structures``."""
+        positions, numbers, cell, pbc, batch = stack_structures(structures, self.dtype, self.device)
         charges = total_charge if total_charge is not None else [a.info.get("charge", 0.0) for a in structures]
-        sizes = [len(a) for a in structures]
-        batch = torch.repeat_interleave(torch.arange(len(structures)), torch.tensor(sizes))
+        charge = torch.tensor(np.asarray(charges, dtype=float), dtype=self.dtype, device=self.device)
         index = self.fidelity_index(fidelity)
-        fid = None if index is None else torch.full((len(structures),), index, dtype=torch.long, device=dev)
-        return (
-            torch.tensor(np.concatenate([a.positions for a in structures]), dtype=dt, device=dev),
-            torch.tensor(np.concatenate([a.numbers for a in structures]), dtype=torch.long, device=dev),
-            torch.tensor(np.stack([a.cell.array for a in structures]), dtype=dt, device=dev),
-            torch.tensor(np.stack([a.pbc for a in structures]), dtype=torch.bool, device=dev),
-            torch.tensor(np.asarray(charges, dtype=float), dtype=dt, device=dev),
-            batch.to(dev),
-            fid,
-        )
+        fid = None if index is None else torch.full((len(structures),), index, dtype=torch.long, device=self.device)
+        return positions, numbers, cell, pbc, charge, batch, fid
+
+
+def stack_structures(structures: Sequence[Atoms], dtype=torch.float64, device="cpu"):
+    """(positions [N,3], numbers [N], cell [B,3,3], pbc [B,3], batch [N]) of several structures."""
+    sizes = torch.tensor([len(a) for a in structures])
+    return (
+        torch.tensor(np.concatenate([a.positions for a in structures]), dtype=dtype, device=device),
+        torch.tensor(np.concatenate([a.numbers for a in structures]), dtype=torch.long, device=device),
+        torch.tensor(np.stack([a.cell.array for a in structures]), dtype=dtype, device=device),
+        torch.tensor(np.stack([a.pbc for a in structures]), dtype=torch.bool, device=device),
+        torch.repeat_interleave(torch.arange(len(structures)), sizes).to(device),
+    )
 
 
 def _split(out: dict[str, torch.Tensor], batch: torch.Tensor, n: int, table: dict) -> list[dict[str, np.ndarray]]:

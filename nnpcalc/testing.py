@@ -167,11 +167,7 @@ def batch_tensors(systems, dtype=None):
     """(positions [N,3], cell [B,3,3], pbc [B,3], batch [N]) tensors of several structures."""
     import torch
 
-    dtype = dtype or torch.float64
-    sizes = torch.tensor([len(a) for a in systems])
-    return (
-        torch.tensor(np.concatenate([a.positions for a in systems]), dtype=dtype),
-        torch.tensor(np.stack([a.cell.array for a in systems]), dtype=dtype),
-        torch.tensor(np.stack([a.pbc for a in systems])),
-        torch.repeat_interleave(torch.arange(len(systems)), sizes),
-    )
+    from .runtime import stack_structures
+
+    positions, _, cell, pbc, batch = stack_structures(systems, dtype or torch.float64)
+    return positions, cell, pbc, batch
