@@ -180,14 +180,16 @@ def train(config: str | Path | dict, **trainer_overrides) -> dict:
     items = [to_item(f, lab, module.architecture.cutoff, _fidelity_index(f, spec, fidelities))
              for f, lab in zip(frames, labels)]
     last = run_dir / "checkpoints" / "last.ckpt"
-    if not last.is_file():
+    resumed = last.is_file()
+    if not resumed:
         prepare_reference_energies(module, frames, labels, parts["train"], spec)
     module.provenance = {"data": file_hashes(spec), "split": {k: len(v) for k, v in parts.items()} | {"seed": config["seed"]}}
     train_loader, val_loader, test_loader = loaders(items, parts, config["trainer"]["batch_size"], config["seed"])
     trainer = _trainer(config, run_dir)
     start = time.perf_counter()
     trainer.fit(module, train_loader, val_loader, ckpt_path=str(last) if last.is_file() else None)
-    summary = {"epochs": trainer.current_epoch, "seconds": time.perf_counter() - start, "run_dir": str(run_dir),
+    seconds = time.perf_counter() - start + _previous_seconds(run_dir, resumed)
+    summary = {"epochs": trainer.current_epoch, "seconds": seconds, "run_dir": str(run_dir),
                "config": config_path, "threads": torch.get_num_threads()}
     if parts["test"]:  # every rank takes part (collective); rank 0 writes
         (metrics,) = trainer.test(module, test_loader, ckpt_path="best", verbose=False)
@@ -200,6 +202,14 @@ def train(config: str | Path | dict, **trainer_overrides) -> dict:
             best = trainer.checkpoint_callbacks[0].best_model_path or str(last)
             summary["model"] = str(export_checkpoint(best, config["output"], summary))
     return summary
+
+
+def _previous_seconds(run_dir: Path, resumed: bool) -> float:
+    """Training time of the legs before a resume (from the run's last summary)."""
+    previous = run_dir / "summary.json"
+    if not resumed or not previous.is_file():
+        return 0.0
+    return float(json.loads(previous.read_text()).get("seconds", 0.0))
 
 
 def machine() -> str:
