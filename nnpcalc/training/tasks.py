@@ -28,8 +28,6 @@ from .data import ATOM_LABELS
 
 REGRESSION = ("mse", "mae", "huber")
 CLASSIFICATION = ("bce", "ce")
-#: outputs produced by autograd rather than a head
-DERIVED = ("forces", "stress")
 
 
 @dataclass
