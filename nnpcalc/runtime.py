@@ -15,6 +15,7 @@ from ase import Atoms
 from ase.data import chemical_symbols
 
 from . import modelfile
+from .allocator import keep_freed_memory
 from .neighbors import neighbor_graph
 from .errors import InvalidStructureError, UnknownElementError
 from .properties import PROPERTIES
@@ -45,6 +46,7 @@ class Model:
         from .zoo import resolve  # models/ is installed as nnpcalc.zoo
 
         self.path = resolve(model)
+        keep_freed_memory()  # reuse freed memory across calls instead of page-faulting it back in
         self.device = torch.device(device)
         self.dtype = resolve_dtype(dtype)
         self.neighbors = neighbors

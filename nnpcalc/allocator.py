@@ -1,0 +1,49 @@
+"""Keep freed host memory for reuse, so large per-step tensors stop page-faulting.
+
+A force call allocates and frees tens of [pairs × channels] tensors of 10–100 MB each.
+glibc serves every allocation above its mmap threshold (at most 32 MB) with a fresh
+``mmap`` and returns it with ``munmap`` on free, so the next call touches brand-new pages:
+the kernel faults in and zeroes every 4 KiB page again. Measured here (2 vCPUs, KVM):
+~170 000 page faults (~680 MB) per TensorNet force call on 256 Cu atoms, and a 50 MB
+elementwise product taking 24 ms on fresh memory against 5 ms on reused memory.
+
+:func:`keep_freed_memory` tells glibc to serve large blocks from its heap and to keep
+freed memory instead of trimming it, as jemalloc and tcmalloc do by default. The cost is
+that the process keeps its peak memory for later steps (which an MD run needs anyway).
+:class:`nnpcalc.runtime.Model` calls it when a model is loaded; set ``NNPCALC_MALLOC=system``
+to leave the allocator alone. It does nothing where the C library is not glibc.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+
+# mallopt(3) parameters (malloc.h)
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_MAX = -4
+
+ENV = "NNPCALC_MALLOC"
+_state: dict[str, bool] = {}
+
+
+def keep_freed_memory() -> bool:
+    """Serve large allocations from the heap and keep freed memory (glibc); True if applied.
+
+    Idempotent and process-wide; skipped when ``NNPCALC_MALLOC=system`` or on other C libraries.
+    """
+    if "applied" in _state:
+        return _state["applied"]
+    _state["applied"] = False
+    if os.environ.get(ENV, "").lower() == "system":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (macOS, musl, Windows): nothing to tune
+        return False
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
+    ok = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
+    _state["applied"] = ok
+    return ok
