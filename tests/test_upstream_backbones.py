@@ -164,3 +164,24 @@ def test_scripted_equals_eager(name, dtype):
 def test_unknown_names_are_rejected(cls, kw):
     with pytest.raises(ValueError, match="choose one of"):
         cls(**kw)
+
+
+def test_tensornet_does_not_depend_on_pair_order():
+    """Radial weights are computed once per pair and shared by i→j and j→i: any order of a
+    full list gives the same features, and a list that is not symmetric is still evaluated."""
+    from nnpcalc.nn.tensornet import pair_radials
+
+    torch.manual_seed(0)
+    model = TensorNet(hidden_channels=16, num_layers=2, num_rbf=8, cutoff_upper=CUTOFF).double()
+    z, pos, batch = ethanol()
+    edge_index, vec, length = our_graph(pos, batch)
+    q = torch.zeros_like(pos[:, 0])
+    x = model(z, edge_index, vec, length, q)
+    perm = torch.randperm(length.shape[0])
+    assert (model(z, edge_index[:, perm], vec[perm], length[perm], q) - x).abs().max() < TOL
+    _, _, radial, pair = pair_radials(edge_index, vec, length)
+    assert radial.shape[0] * 2 == length.shape[0] and torch.equal(radial[pair].sort()[0], length.sort()[0])
+    half = edge_index[0] < edge_index[1]  # not symmetric: every entry is its own radial edge
+    _, _, radial, pair = pair_radials(edge_index[:, half], vec[half], length[half])
+    assert torch.equal(pair, torch.arange(int(half.sum())))
+    assert torch.isfinite(model(z, edge_index[:, half], vec[half], length[half], q)).all()

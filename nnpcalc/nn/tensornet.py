@@ -6,11 +6,17 @@ path calls Warp kernels registered from Python (``torch.ops.tensornet.*``) which
 ``torch.jit.load`` cannot resolve; this module uses only torch ops, so an exported file runs
 anywhere torch does. Features are Cartesian 3×3 tensors per channel, ``X`` [N, 3, 3, F],
 split into scalar (I), antisymmetric (A) and symmetric traceless (S) parts.
+
+Per-pair work dominates the cost (~44 pairs per atom at 5 Å), so everything done per pair
+uses the irreducible components only: 1 (I) + 3 (A) + 5 (S) = 9 numbers per channel,
+``[E, 9, F]``, instead of three full 3×3 tensors (27). Pair features are gathered with
+``index_select`` (whose backward is a fast ``index_add``) and the pair-embedding linear
+layer is split into two per-atom products. The 3×3 algebra stays per atom, where it is cheap.
 """
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import List, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -43,27 +49,66 @@ def norm2(X: Tensor) -> Tensor:
     return (X**2).sum((1, 2))
 
 
-def skew(v: Tensor) -> Tensor:
-    """Vector [N,3,F] → antisymmetric tensor [N,3,3,F]."""
-    zero = torch.zeros_like(v[:, 0])
-    x, y, z = v[:, 0], v[:, 1], v[:, 2]
-    rows = (zero, -z, y, z, zero, -x, -y, x, zero)
-    return torch.stack(rows, dim=1).view(v.shape[0], 3, 3, v.shape[2])
-
-
-def unskew(A: Tensor) -> Tensor:
-    """Antisymmetric tensor [N,3,3,F] → vector [N,3,F]."""
-    return torch.stack((A[:, 2, 1], A[:, 0, 2], A[:, 1, 0]), dim=1)
-
-
-def symmetric_traceless(X: Tensor) -> Tensor:
-    S = 0.5 * (X + X.transpose(1, 2))
-    return S - S.diagonal(dim1=1, dim2=2).mean(-1)[:, None, None, :] * _eye(X)
-
-
 def _channel_matmul(A: Tensor, B: Tensor) -> Tensor:
-    """Per-channel 3×3 product of [N,3,3,F] tensors."""
-    return torch.matmul(A.permute(0, 3, 1, 2), B.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+    """Per-channel 3×3 product of [N,3,3,F] tensors (broadcast, not a batch of tiny matmuls)."""
+    return (A.unsqueeze(3) * B.unsqueeze(1)).sum(2)
+
+
+def to_irreps(I: Tensor, A: Tensor, S: Tensor) -> Tensor:
+    """(I [N,F], A and S [N,3,3,F]) → [N,9,F]: I; A₂₁, A₀₂, A₁₀; S₀₀, S₁₁, S₀₁, S₀₂, S₁₂."""
+    parts = (I, A[:, 2, 1], A[:, 0, 2], A[:, 1, 0], S[:, 0, 0], S[:, 1, 1], S[:, 0, 1], S[:, 0, 2], S[:, 1, 2])
+    return torch.stack(parts, dim=1)
+
+
+def from_irreps(c: Tensor) -> Tensor:
+    """[N,9,F] irreducible components → the full tensor I·1 + A + S [N,3,3,F]."""
+    i, ax, ay, az = c[:, 0], c[:, 1], c[:, 2], c[:, 3]
+    s00, s11, s01, s02, s12 = c[:, 4], c[:, 5], c[:, 6], c[:, 7], c[:, 8]
+    rows = (
+        i + s00, s01 - az, s02 + ay,
+        s01 + az, i + s11, s12 - ax,
+        s02 - ay, s12 + ax, i - s00 - s11,
+    )
+    return torch.stack(rows, dim=1).view(c.shape[0], 3, 3, c.shape[2])
+
+
+def pair_sum(weight: Tensor, features: Tensor, edge_index: Tensor, num_atoms: int) -> Tensor:
+    """Σ_j weight_ij ⊙ features_j per atom i → [N,9,F].
+
+    ``weight`` [E,3,F] holds one radial weight per part (I, A, S); ``features`` are per-atom
+    components [N,9,F] (gathered from j) or per-pair ones [E,9]. Each part is gathered, weighted
+    and summed on its own, so no [E,9,F] copy of the weights (or its gradient) is ever made.
+    """
+    bounds = [0, 1, 4, 9]  # components of I, A, S
+    out: List[Tensor] = []
+    for part in range(3):
+        w = weight[:, part : part + 1]
+        f = features[:, bounds[part] : bounds[part + 1]]
+        if features.dim() == 2:  # per-pair components (the embedding's direction terms)
+            messages = w * f.unsqueeze(-1)
+        else:
+            messages = w * f.contiguous().index_select(0, edge_index[1])
+        out.append(scatter_sum(messages, edge_index[0], num_atoms))
+    return torch.cat(out, dim=1)
+
+
+def pair_radials(edge_index: Tensor, edge_vec: Tensor, edge_len: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """A full pair list reordered as [one direction of every pair; the reverse directions].
+
+    Radial weights depend on the distance only, the same for i→j and j→i, so they are computed
+    once per pair (``radial_len`` [R]) and spread to both directions with ``pair`` [E] → [0, R).
+    A list that is not symmetric (a half list) keeps every entry as its own radial edge.
+    """
+    i, j, v = edge_index[0], edge_index[1], edge_vec
+    positive = (v[:, 0] > 0) | ((v[:, 0] == 0) & ((v[:, 1] > 0) | ((v[:, 1] == 0) & (v[:, 2] > 0))))
+    first = torch.nonzero((i < j) | ((i == j) & positive)).squeeze(1)  # self-images: by direction
+    num_pairs = first.shape[0]
+    if 2 * num_pairs != i.shape[0]:
+        return edge_index, edge_vec, edge_len, torch.arange(i.shape[0], device=i.device)
+    index = edge_index.index_select(1, first)
+    vec = edge_vec.index_select(0, first)
+    order = torch.arange(num_pairs, device=i.device)
+    return torch.cat([index, index.flip(0)], 1), torch.cat([vec, -vec]), edge_len.index_select(0, first), torch.cat([order, order])
 
 
 class TensorEmbedding(nn.Module):
@@ -89,20 +134,31 @@ class TensorEmbedding(nn.Module):
         self.init_norm = nn.LayerNorm(hidden_channels)
 
     def forward(
-        self, z: Tensor, edge_index: Tensor, edge_len: Tensor, unit_vec: Tensor, rbf: Tensor
+        self, z: Tensor, edge_index: Tensor, unit_vec: Tensor, radial_len: Tensor, rbf: Tensor, pair: Tensor
     ) -> Tensor:
         n, F = z.shape[0], self.hidden_channels
         Z = self.emb(z)
-        Zij = self.emb2(torch.cat([Z[edge_index[0]], Z[edge_index[1]]], dim=-1))
-        weight = (self.cutoff(edge_len).unsqueeze(-1) * Zij).unsqueeze(1) * torch.stack(
-            [self.distance_proj1(rbf), self.distance_proj2(rbf), self.distance_proj3(rbf)], dim=1
-        )  # [E, 3, F]
-        outer = unit_vec.unsqueeze(2) * unit_vec.unsqueeze(1)  # [E, 3, 3]
-        I = scatter_sum(weight[:, 0], edge_index[0], n)
-        A = skew(scatter_sum(weight[:, 1, None, :] * unit_vec.unsqueeze(-1), edge_index[0], n))
-        S = scatter_sum(weight[:, 2, None, None, :] * outer.unsqueeze(-1), edge_index[0], n)
-        S = symmetric_traceless(S)
-        norm = self.init_norm(norm2(compose(I, A, S)))
+        # emb2(cat(Z_i, Z_j)) = W_a Z_i + W_b Z_j + b: two per-atom products instead of a per-pair one
+        w2 = self.emb2.weight
+        Zi = nn.functional.linear(Z, w2[:, :F], self.emb2.bias).index_select(0, edge_index[0])
+        Zij = Zi + nn.functional.linear(Z, w2[:, F:]).index_select(0, edge_index[1])
+        proj = nn.functional.linear(
+            rbf,
+            torch.cat([self.distance_proj1.weight, self.distance_proj2.weight, self.distance_proj3.weight]),
+            torch.cat([self.distance_proj1.bias, self.distance_proj2.bias, self.distance_proj3.bias]),
+        ).view(-1, 3, F)
+        radial = (self.cutoff(radial_len)[:, None, None] * proj).index_select(0, pair)
+        weight = Zij.unsqueeze(1) * radial  # [E, 3, F]
+        u = unit_vec
+        trace = (u * u).sum(-1) / 3  # 1/3 per pair, 0 for the self-loops (u = 0)
+        directions = torch.stack(
+            [torch.ones_like(trace), u[:, 0], u[:, 1], u[:, 2], u[:, 0] * u[:, 0] - trace,
+             u[:, 1] * u[:, 1] - trace, u[:, 0] * u[:, 1], u[:, 0] * u[:, 2], u[:, 1] * u[:, 2]],
+            dim=1,
+        )  # [E, 9]: 1, u, the traceless part of u uᵀ
+        X = from_irreps(pair_sum(weight, directions, edge_index, n))
+        I, A, S = decompose(X)
+        norm = self.init_norm(norm2(X))
         for linear in self.linears_scalar:
             norm = self.act(linear(norm))
         norm = norm.reshape(n, 3, F)
@@ -130,23 +186,19 @@ class Interaction(nn.Module):
         self.act = activation()
         self.o3 = group == "O(3)"
 
-    def _messages(self, I: Tensor, A: Tensor, S: Tensor, weight: Tensor, edge_index: Tensor) -> Tensor:
-        i, j, n = edge_index[0], edge_index[1], I.shape[0]
-        Im = scatter_sum(weight[:, 0] * I[j], i, n)
-        Am = scatter_sum(weight[:, 1, None, :] * unskew(A)[j], i, n)
-        Sm = scatter_sum(weight[:, 2, None, None, :] * S[j], i, n)
-        return compose(Im, skew(Am), Sm)
-
-    def forward(self, X: Tensor, edge_index: Tensor, edge_len: Tensor, rbf: Tensor, q: Tensor) -> Tensor:
+    def forward(
+        self, X: Tensor, edge_index: Tensor, radial_len: Tensor, rbf: Tensor, pair: Tensor, q: Tensor
+    ) -> Tensor:
         weight = rbf
         for linear in self.linears_scalar:
             weight = self.act(linear(weight))
-        weight = (weight * self.cutoff(edge_len).unsqueeze(-1)).reshape(-1, 3, self.hidden_channels)
+        weight = weight * self.cutoff(radial_len).unsqueeze(-1)
+        weight = weight.index_select(0, pair).view(-1, 3, self.hidden_channels)
         X = X / (norm2(X) + 1)[:, None, None, :]
         I, A, S = decompose(X)
         I, A, S = self.linears_tensor[0](I), self.linears_tensor[1](A), self.linears_tensor[2](S)
         Y = compose(I, A, S)
-        msg = self._messages(I, A, S, weight, edge_index)
+        msg = from_irreps(pair_sum(weight, to_irreps(I, A, S), edge_index, X.shape[0]))
         charge = (1 + 0.1 * q)[:, None, None, None]
         if self.o3:
             C = charge * (_channel_matmul(msg, Y) + _channel_matmul(Y, msg))
@@ -206,13 +258,17 @@ class TensorNet(nn.Module):
         if not self.total_charge:
             q = torch.zeros_like(q)
         n_edges = edge_index.shape[1]
-        edge_index, edge_vec, edge_len = add_self_loops(edge_index, edge_vec, edge_len, n)
+        edge_index, edge_vec, radial_len, pair = pair_radials(edge_index, edge_vec, edge_len)
+        edge_index, edge_vec, edge_len = add_self_loops(edge_index, edge_vec, radial_len.index_select(0, pair), n)
+        loops = torch.arange(n, device=z.device)
+        radial_len = torch.cat([radial_len, radial_len.new_zeros((n,))])
+        pair = torch.cat([pair, loops + (radial_len.shape[0] - n)])
         is_loop = torch.arange(edge_len.shape[0], device=z.device) >= n_edges
         unit_vec = -edge_vec / edge_len.masked_fill(is_loop, 1.0).unsqueeze(1)  # upstream: r_i - r_j
-        rbf = self.distance_expansion(edge_len)
-        X = self.tensor_embedding(z, edge_index, edge_len, unit_vec, rbf)
+        rbf = self.distance_expansion(radial_len)
+        X = self.tensor_embedding(z, edge_index, unit_vec, radial_len, rbf, pair)
         for layer in self.layers:
-            X = layer(X, edge_index, edge_len, rbf, q)
+            X = layer(X, edge_index, radial_len, rbf, pair, q)
         I, A, S = decompose(X)
         x = torch.cat((3 * I**2, norm2(A), norm2(S)), dim=-1)
         return self.act(self.linear(self.out_norm(x)))
