@@ -30,19 +30,28 @@ def setup(description: str, extra=None) -> argparse.Namespace:
     """Parse ``--threads`` (and script options), pin the OpenMP environment, set torch threads."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--threads", type=int, default=2, help="torch and OpenMP threads (default 2)")
+    parser.add_argument(
+        "--allocator", choices=["tuned", "system"], default="tuned",
+        help="tuned: nnpcalc.allocator.keep_freed_memory() for the whole process, so every engine "
+        "runs with it (what a loaded nnpcalc model sets); system: glibc's defaults for every engine",
+    )
     if extra:
         extra(parser)
     args = parser.parse_args()
     want = {"OMP_WAIT_POLICY": "PASSIVE", "OMP_NUM_THREADS": str(args.threads),
-            "MKL_NUM_THREADS": str(args.threads)}
+            "MKL_NUM_THREADS": str(args.threads), "NNPCALC_MALLOC": args.allocator}
     if any(os.environ.get(k) != v for k, v in want.items()):
         os.environ.update(want)
         os.execv(sys.executable, [sys.executable, *sys.argv])
     import torch
 
+    from nnpcalc.allocator import keep_freed_memory
+
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
-    print(f"# {machine()} | torch {torch.__version__} | threads {args.threads} | OMP_WAIT_POLICY=PASSIVE")
+    tuned = keep_freed_memory()  # a no-op with NNPCALC_MALLOC=system
+    print(f"# {machine()} | torch {torch.__version__} | threads {args.threads} | OMP_WAIT_POLICY=PASSIVE"
+          f" | allocator {'tuned (keep freed memory)' if tuned else 'system default'}")
     return args
 
 
@@ -126,7 +135,11 @@ WORKLOADS = {
 
 def nnpcalc_model_file(dtype: str = "float32") -> Path:
     """TensorNet 128×2, 32 RBF, cutoff 5 Å, energy head only, random weights (cached)."""
-    path = CACHE / f"tensornet-{HIDDEN}x{LAYERS}-{dtype}.pt"
+    import hashlib
+
+    source = Path(__file__).resolve().parents[1] / "nnpcalc" / "nn"
+    code = hashlib.sha1(b"".join(p.read_bytes() for p in sorted(source.glob("*.py")))).hexdigest()[:10]
+    path = CACHE / f"tensornet-{HIDDEN}x{LAYERS}-{dtype}-{code}.pt"  # re-exported when the code changes
     if path.exists():
         return path
     import torch

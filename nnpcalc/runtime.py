@@ -40,9 +40,16 @@ class Model:
         dtype: "float32" or "float64" (the model's own precision; never torch's global default).
         neighbors: neighbour-list back-end, "auto" (vesin-torch when installed), "vesin" or
             "torch" (the file's own cell list); all give the same pairs.
+        chunk_pairs: for graphs of more than ``8 * chunk_pairs`` directed pairs, evaluate the
+            per-pair work in chunks of this many pairs, recomputed in the backward pass (memory
+            stays bounded; see ``nnpcalc.nn.chunking``). Such calls run the module rebuilt from
+            the file's weights, as eager torch. 0 turns chunking off.
     """
 
-    def __init__(self, model: str | Path | None = None, *, device="cpu", dtype="float32", neighbors="auto"):
+    def __init__(
+        self, model: str | Path | None = None, *, device="cpu", dtype="float32", neighbors="auto",
+        chunk_pairs: int = 32_768,
+    ):
         from .zoo import resolve  # models/ is installed as nnpcalc.zoo
 
         self.path = resolve(model)
@@ -56,6 +63,8 @@ class Model:
         self.cutoff: float = self.metadata["cutoff"]
         self.outputs: list[str] = list(self.metadata["outputs"])
         self.fidelities: list[str] = self.metadata["fidelities"]
+        self.chunk_pairs = int(chunk_pairs)
+        self._chunked = None  # the eager module with chunked pairs, built on first need
         self._known = {chemical_symbols.index(s) for s in self.elements}
 
     def __repr__(self) -> str:
@@ -105,9 +114,22 @@ class Model:
         inputs = self._batch_inputs(structures, total_charge, fidelity)
         positions, _, cell, pbc, _, batch, _ = inputs
         graph = neighbor_graph(positions, cell, pbc, batch, self.cutoff, self.neighbors)
+        module = self._module_for(graph[0].shape[1])
         with modelfile.calling():
-            out = self.module.forward_batch(*inputs, *graph, compute_forces=forces, compute_stress=stress)
+            out = module.forward_batch(*inputs, *graph, compute_forces=forces, compute_stress=stress)
         return _split(out, inputs[5], len(structures), self.metadata["outputs"])
+
+    def _module_for(self, num_pairs: int):
+        """The file's module, or for a large graph the rebuilt eager one with chunked pairs."""
+        if self.chunk_pairs <= 0 or num_pairs <= 8 * self.chunk_pairs:
+            return self.module
+        if self._chunked is None:
+            from .nn.build import rebuild
+            from .nn.chunking import chunk_pairs
+
+            eager = rebuild(self.path).to(device=self.device, dtype=self.dtype).requires_grad_(False)
+            self._chunked = eager if chunk_pairs(eager, self.chunk_pairs) else self.module
+        return self._chunked
 
     def _batch_inputs(self, structures, total_charge, fidelity):
         """The arguments of ``forward_batch`` (up to the graph) for ``structures``."""

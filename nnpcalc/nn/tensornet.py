@@ -79,11 +79,11 @@ def pair_sum(weight: Tensor, features: Tensor, edge_index: Tensor, num_atoms: in
     components [N,9,F] (gathered from j) or per-pair ones [E,9]. Each part is gathered, weighted
     and summed on its own, so no [E,9,F] copy of the weights (or its gradient) is ever made.
     """
-    bounds = [0, 1, 4, 9]  # components of I, A, S
+    # split (not slicing): its backward is one concatenation, not a zero-filled gradient per part
+    weights = weight.split(1, dim=1)
+    parts = features.split([1, 3, 5], dim=1)  # components of I, A, S
     out: List[Tensor] = []
-    for part in range(3):
-        w = weight[:, part : part + 1]
-        f = features[:, bounds[part] : bounds[part + 1]]
+    for w, f in zip(weights, parts):
         if features.dim() == 2:  # per-pair components (the embedding's direction terms)
             messages = w * f.unsqueeze(-1)
         else:
@@ -140,8 +140,29 @@ class TensorEmbedding(nn.Module):
         Z = self.emb(z)
         # emb2(cat(Z_i, Z_j)) = W_a Z_i + W_b Z_j + b: two per-atom products instead of a per-pair one
         w2 = self.emb2.weight
-        Zi = nn.functional.linear(Z, w2[:, :F], self.emb2.bias).index_select(0, edge_index[0])
-        Zij = Zi + nn.functional.linear(Z, w2[:, F:]).index_select(0, edge_index[1])
+        pair_parts = torch.stack([nn.functional.linear(Z, w2[:, :F], self.emb2.bias), nn.functional.linear(Z, w2[:, F:])])
+        X = from_irreps(self.edge_sum(rbf, radial_len, pair, edge_index, unit_vec, pair_parts, n))
+        I, A, S = decompose(X)
+        norm = self.init_norm(norm2(X))
+        for linear in self.linears_scalar:
+            norm = self.act(linear(norm))
+        norm = norm.reshape(n, 3, F)
+        I = self.linears_tensor[0](I) * norm[:, 0]
+        A = self.linears_tensor[1](A) * norm[:, 1, None, None, :]
+        S = self.linears_tensor[2](S) * norm[:, 2, None, None, :]
+        return compose(I, A, S)
+
+    def edge_sum(
+        self, rbf: Tensor, radial_len: Tensor, pair: Tensor, edge_index: Tensor, unit_vec: Tensor,
+        atoms: Tensor, num_atoms: int,
+    ) -> Tensor:
+        """Σ_j over the pairs of every atom i → [N,9,F]; ``atoms`` [2,N,F]: the two halves of emb2.
+
+        Everything made per pair lives in here, so a caller may evaluate it in chunks of pairs
+        (``nnpcalc.nn.chunking``): rbf and radial_len [R] per pair, the rest [E] per direction.
+        """
+        F = self.hidden_channels
+        Zij = atoms[0].index_select(0, edge_index[0]) + atoms[1].index_select(0, edge_index[1])
         proj = nn.functional.linear(
             rbf,
             torch.cat([self.distance_proj1.weight, self.distance_proj2.weight, self.distance_proj3.weight]),
@@ -156,16 +177,7 @@ class TensorEmbedding(nn.Module):
              u[:, 1] * u[:, 1] - trace, u[:, 0] * u[:, 1], u[:, 0] * u[:, 2], u[:, 1] * u[:, 2]],
             dim=1,
         )  # [E, 9]: 1, u, the traceless part of u uᵀ
-        X = from_irreps(pair_sum(weight, directions, edge_index, n))
-        I, A, S = decompose(X)
-        norm = self.init_norm(norm2(X))
-        for linear in self.linears_scalar:
-            norm = self.act(linear(norm))
-        norm = norm.reshape(n, 3, F)
-        I = self.linears_tensor[0](I) * norm[:, 0]
-        A = self.linears_tensor[1](A) * norm[:, 1, None, None, :]
-        S = self.linears_tensor[2](S) * norm[:, 2, None, None, :]
-        return compose(I, A, S)
+        return pair_sum(weight, directions, edge_index, num_atoms)
 
 
 class Interaction(nn.Module):
@@ -187,18 +199,15 @@ class Interaction(nn.Module):
         self.o3 = group == "O(3)"
 
     def forward(
-        self, X: Tensor, edge_index: Tensor, radial_len: Tensor, rbf: Tensor, pair: Tensor, q: Tensor
+        self, X: Tensor, edge_index: Tensor, unit_vec: Tensor, radial_len: Tensor, rbf: Tensor, pair: Tensor,
+        q: Tensor,
     ) -> Tensor:
-        weight = rbf
-        for linear in self.linears_scalar:
-            weight = self.act(linear(weight))
-        weight = weight * self.cutoff(radial_len).unsqueeze(-1)
-        weight = weight.index_select(0, pair).view(-1, 3, self.hidden_channels)
         X = X / (norm2(X) + 1)[:, None, None, :]
         I, A, S = decompose(X)
         I, A, S = self.linears_tensor[0](I), self.linears_tensor[1](A), self.linears_tensor[2](S)
         Y = compose(I, A, S)
-        msg = from_irreps(pair_sum(weight, to_irreps(I, A, S), edge_index, X.shape[0]))
+        n = X.shape[0]
+        msg = from_irreps(self.edge_sum(rbf, radial_len, pair, edge_index, unit_vec, to_irreps(I, A, S), n))
         charge = (1 + 0.1 * q)[:, None, None, None]
         if self.o3:
             C = charge * (_channel_matmul(msg, Y) + _channel_matmul(Y, msg))
@@ -211,6 +220,21 @@ class Interaction(nn.Module):
         S = self.linears_tensor[5](S / normp1[:, None, None, :])
         dX = compose(I, A, S)
         return X + dX + charge * _channel_matmul(dX, dX)
+
+    def edge_sum(
+        self, rbf: Tensor, radial_len: Tensor, pair: Tensor, edge_index: Tensor, unit_vec: Tensor,
+        atoms: Tensor, num_atoms: int,
+    ) -> Tensor:
+        """Messages Σ_j W(r_ij) ⊙ X_j → [N,9,F] from ``atoms`` [N,9,F] (``unit_vec`` is not used).
+
+        The same contract as :meth:`TensorEmbedding.edge_sum`: all per-pair work is in here.
+        """
+        weight = rbf
+        for linear in self.linears_scalar:
+            weight = self.act(linear(weight))
+        weight = weight * self.cutoff(radial_len).unsqueeze(-1)
+        weight = weight.index_select(0, pair).view(-1, 3, self.hidden_channels)
+        return pair_sum(weight, atoms, edge_index, num_atoms)
 
 
 class TensorNet(nn.Module):
@@ -268,7 +292,7 @@ class TensorNet(nn.Module):
         rbf = self.distance_expansion(radial_len)
         X = self.tensor_embedding(z, edge_index, unit_vec, radial_len, rbf, pair)
         for layer in self.layers:
-            X = layer(X, edge_index, radial_len, rbf, pair, q)
+            X = layer(X, edge_index, unit_vec, radial_len, rbf, pair, q)
         I, A, S = decompose(X)
         x = torch.cat((3 * I**2, norm2(A), norm2(S)), dim=-1)
         return self.act(self.linear(self.out_norm(x)))
