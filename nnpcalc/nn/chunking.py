@@ -44,17 +44,24 @@ def _chunked(edge_sum, max_pairs: int):
         starts = torch.arange(0, num_radial + max_pairs, max_pairs, device=pair.device).clamp(max=num_radial)
         bounds = torch.searchsorted(pair.index_select(0, order), starts).tolist()
         starts = starts.tolist()
-        total = None
+        chunks, atom_sets = [], []
         for k in range(len(starts) - 1):
-            a, b = starts[k], starts[k + 1]
             sel = order[bounds[k] : bounds[k + 1]]
-            part = checkpoint(
-                edge_sum, rbf[a:b], radial_len[a:b], pair.index_select(0, sel) - a,
-                edge_index.index_select(1, sel), unit_vec.index_select(0, sel), atoms, num_atoms,
-                use_reentrant=False,
+            # each chunk sees only its own atoms, so no chunk costs O(all atoms)
+            local, inverse = torch.unique(edge_index.index_select(1, sel).reshape(-1), return_inverse=True)
+            chunks.append((starts[k], starts[k + 1], sel, inverse.view(2, -1)))
+            atom_sets.append(local)
+        # one gather and one scatter for all chunks (per-chunk ones would each cost O(all atoms))
+        local_atoms = atoms.index_select(0, torch.cat(atom_sets)).split([len(s) for s in atom_sets])
+        parts = [
+            checkpoint(
+                edge_sum, rbf[a:b], radial_len[a:b], pair.index_select(0, sel) - a, local_index,
+                unit_vec.index_select(0, sel), mine, mine.shape[0], use_reentrant=False,
             )
-            total = part if total is None else total + part
-        return total
+            for (a, b, sel, local_index), mine in zip(chunks, local_atoms)
+        ]
+        total = parts[0].new_zeros((num_atoms,) + parts[0].shape[1:])
+        return total.index_add(0, torch.cat(atom_sets), torch.cat(parts))
 
     chunked.unchunked = edge_sum
     return chunked

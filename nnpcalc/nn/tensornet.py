@@ -140,7 +140,7 @@ class TensorEmbedding(nn.Module):
         Z = self.emb(z)
         # emb2(cat(Z_i, Z_j)) = W_a Z_i + W_b Z_j + b: two per-atom products instead of a per-pair one
         w2 = self.emb2.weight
-        pair_parts = torch.stack([nn.functional.linear(Z, w2[:, :F], self.emb2.bias), nn.functional.linear(Z, w2[:, F:])])
+        pair_parts = torch.stack([nn.functional.linear(Z, w2[:, :F], self.emb2.bias), nn.functional.linear(Z, w2[:, F:])], 1)
         X = from_irreps(self.edge_sum(rbf, radial_len, pair, edge_index, unit_vec, pair_parts, n))
         I, A, S = decompose(X)
         norm = self.init_norm(norm2(X))
@@ -156,13 +156,13 @@ class TensorEmbedding(nn.Module):
         self, rbf: Tensor, radial_len: Tensor, pair: Tensor, edge_index: Tensor, unit_vec: Tensor,
         atoms: Tensor, num_atoms: int,
     ) -> Tensor:
-        """Σ_j over the pairs of every atom i → [N,9,F]; ``atoms`` [2,N,F]: the two halves of emb2.
+        """Σ_j over the pairs of every atom i → [N,9,F]; ``atoms`` [N,2,F]: the two halves of emb2.
 
         Everything made per pair lives in here, so a caller may evaluate it in chunks of pairs
         (``nnpcalc.nn.chunking``): rbf and radial_len [R] per pair, the rest [E] per direction.
         """
         F = self.hidden_channels
-        Zij = atoms[0].index_select(0, edge_index[0]) + atoms[1].index_select(0, edge_index[1])
+        Zij = atoms[:, 0].index_select(0, edge_index[0]) + atoms[:, 1].index_select(0, edge_index[1])
         proj = nn.functional.linear(
             rbf,
             torch.cat([self.distance_proj1.weight, self.distance_proj2.weight, self.distance_proj3.weight]),
