@@ -169,7 +169,7 @@ def test_unknown_names_are_rejected(cls, kw):
 def test_tensornet_does_not_depend_on_pair_order():
     """Radial weights are computed once per pair and shared by i→j and j→i: any order of a
     full list gives the same features, and a list that is not symmetric is still evaluated."""
-    from nnpcalc.nn.tensornet import pair_radials
+    from nnpcalc.nn.tensornet import pair_graph
 
     torch.manual_seed(0)
     model = TensorNet(hidden_channels=16, num_layers=2, num_rbf=8, cutoff_upper=CUTOFF).double()
@@ -179,9 +179,11 @@ def test_tensornet_does_not_depend_on_pair_order():
     x = model(z, edge_index, vec, length, q)
     perm = torch.randperm(length.shape[0])
     assert (model(z, edge_index[:, perm], vec[perm], length[perm], q) - x).abs().max() < TOL
-    _, _, radial, pair = pair_radials(edge_index, vec, length)
-    assert radial.shape[0] * 2 == length.shape[0] and torch.equal(radial[pair].sort()[0], length.sort()[0])
+    n, e = len(z), length.shape[0]
+    _, _, full, radial, pair = pair_graph(edge_index, vec, length, n)
+    assert radial.shape[0] == e // 2 + n and torch.equal(full[:e].sort()[0], length.sort()[0])
+    assert torch.equal(radial[pair], full) and (full[e:] == 0).all()  # self-loops last
     half = edge_index[0] < edge_index[1]  # not symmetric: every entry is its own radial edge
-    _, _, radial, pair = pair_radials(edge_index[:, half], vec[half], length[half])
-    assert torch.equal(pair, torch.arange(int(half.sum())))
+    _, _, _, radial, pair = pair_graph(edge_index[:, half], vec[half], length[half], n)
+    assert torch.equal(pair, torch.arange(int(half.sum()) + n))
     assert torch.isfinite(model(z, edge_index[:, half], vec[half], length[half], q)).all()

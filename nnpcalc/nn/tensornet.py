@@ -92,23 +92,32 @@ def pair_sum(weight: Tensor, features: Tensor, edge_index: Tensor, num_atoms: in
     return torch.cat(out, dim=1)
 
 
-def pair_radials(edge_index: Tensor, edge_vec: Tensor, edge_len: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """A full pair list reordered as [one direction of every pair; the reverse directions].
+def pair_graph(
+    edge_index: Tensor, edge_vec: Tensor, edge_len: Tensor, num_atoms: int
+) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The backbone's graph: (edge_index, edge_vec, edge_len [E], radial_len [R], pair [E]).
 
-    Radial weights depend on the distance only, the same for i→j and j→i, so they are computed
-    once per pair (``radial_len`` [R]) and spread to both directions with ``pair`` [E] → [0, R).
-    A list that is not symmetric (a half list) keeps every entry as its own radial edge.
+    A full pair list is reordered as [one direction of every pair; the reverse directions], then
+    one self-loop (i, i) per atom is appended, as torchmd-net's ``loop=True`` graphs have. Radial
+    weights depend on the distance only, the same for i→j and j→i, so they are computed once per
+    pair (``radial_len``) and spread to both directions by ``pair`` [E] → [0, R). A list that is
+    not symmetric (a half list) keeps every entry as its own radial edge.
     """
     i, j, v = edge_index[0], edge_index[1], edge_vec
     positive = (v[:, 0] > 0) | ((v[:, 0] == 0) & ((v[:, 1] > 0) | ((v[:, 1] == 0) & (v[:, 2] > 0))))
     first = torch.nonzero((i < j) | ((i == j) & positive)).squeeze(1)  # self-images: by direction
     num_pairs = first.shape[0]
-    if 2 * num_pairs != i.shape[0]:
-        return edge_index, edge_vec, edge_len, torch.arange(i.shape[0], device=i.device)
-    index = edge_index.index_select(1, first)
-    vec = edge_vec.index_select(0, first)
-    order = torch.arange(num_pairs, device=i.device)
-    return torch.cat([index, index.flip(0)], 1), torch.cat([vec, -vec]), edge_len.index_select(0, first), torch.cat([order, order])
+    if 2 * num_pairs == i.shape[0]:
+        index = edge_index.index_select(1, first)
+        vec = edge_vec.index_select(0, first)
+        radial_len = edge_len.index_select(0, first)
+        order = torch.arange(num_pairs, device=i.device)
+        edge_index, edge_vec, pair = torch.cat([index, index.flip(0)], 1), torch.cat([vec, -vec]), torch.cat([order, order])
+    else:
+        radial_len, pair = edge_len, torch.arange(i.shape[0], device=i.device)
+    loops = torch.arange(num_atoms, device=i.device) + radial_len.shape[0]
+    edge_index, edge_vec, edge_len = add_self_loops(edge_index, edge_vec, radial_len.index_select(0, pair), num_atoms)
+    return edge_index, edge_vec, edge_len, torch.cat([radial_len, radial_len.new_zeros((num_atoms,))]), torch.cat([pair, loops])
 
 
 class TensorEmbedding(nn.Module):
@@ -281,13 +290,8 @@ class TensorNet(nn.Module):
         n = z.shape[0]
         if not self.total_charge:
             q = torch.zeros_like(q)
-        n_edges = edge_index.shape[1]
-        edge_index, edge_vec, radial_len, pair = pair_radials(edge_index, edge_vec, edge_len)
-        edge_index, edge_vec, edge_len = add_self_loops(edge_index, edge_vec, radial_len.index_select(0, pair), n)
-        loops = torch.arange(n, device=z.device)
-        radial_len = torch.cat([radial_len, radial_len.new_zeros((n,))])
-        pair = torch.cat([pair, loops + (radial_len.shape[0] - n)])
-        is_loop = torch.arange(edge_len.shape[0], device=z.device) >= n_edges
+        edge_index, edge_vec, edge_len, radial_len, pair = pair_graph(edge_index, edge_vec, edge_len, n)
+        is_loop = torch.arange(edge_len.shape[0], device=z.device) >= edge_len.shape[0] - n
         unit_vec = -edge_vec / edge_len.masked_fill(is_loop, 1.0).unsqueeze(1)  # upstream: r_i - r_j
         rbf = self.distance_expansion(radial_len)
         X = self.tensor_embedding(z, edge_index, unit_vec, radial_len, rbf, pair)
