@@ -12,7 +12,6 @@ torch's process-wide setting (``torch.set_num_threads``), which nnpcalc leaves a
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,7 +23,7 @@ import torch
 
 from .. import modelfile
 from ..errors import InvalidStructureError, UnknownElementError
-from ..runtime import Model
+from ..runtime import Model, torch_threads
 from . import topology as topo
 from . import wrapper
 
@@ -187,20 +186,6 @@ class Compute:
 
     def __setstate__(self, state):
         self.__init__(state["spec"])
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None):
-    """Run torch with ``threads`` intra-op threads inside the block; restore the setting after."""
-    previous = torch.get_num_threads()
-    change = threads is not None and threads != previous
-    if change:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        if change:
-            torch.set_num_threads(previous)
 
 
 def save_torchforce_module(model, topology, path: str | Path, *, atoms=None, total_charge: float = 0.0,
