@@ -75,7 +75,8 @@ def profile(wname, args):
             steps.append(time.perf_counter() - t0)
             inputs = model._batch_inputs.fn([atoms], None, None)
             graph = nl(inputs[0], inputs[2], inputs[3], inputs[5], model.cutoff, model.neighbors)
-            with modelfile.calling():
+            serial = 1 if graph[0].shape[1] < model.serial_pairs else None  # as Model.compute does
+            with modelfile.calling(), runtime.torch_threads(serial):
                 t0 = time.perf_counter()
                 module.forward_batch(*inputs, *graph, compute_forces=False, compute_stress=False)
                 forward_only.append(time.perf_counter() - t0)
