@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import os
 
 # mallopt(3) parameters (malloc.h)
@@ -25,17 +26,14 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_MAX = -4
 
 ENV = "NNPCALC_MALLOC"
-_state: dict[str, bool] = {}
 
 
+@functools.cache
 def keep_freed_memory() -> bool:
     """Serve large allocations from the heap and keep freed memory (glibc); True if applied.
 
     Idempotent and process-wide; skipped when ``NNPCALC_MALLOC=system`` or on other C libraries.
     """
-    if "applied" in _state:
-        return _state["applied"]
-    _state["applied"] = False
     if os.environ.get(ENV, "").lower() == "system":
         return False
     try:
@@ -44,6 +42,4 @@ def keep_freed_memory() -> bool:
     except (OSError, AttributeError):  # not glibc (macOS, musl, Windows): nothing to tune
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
-    ok = mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1
-    _state["applied"] = ok
-    return ok
+    return mallopt(_M_MMAP_MAX, 0) == 1 and mallopt(_M_TRIM_THRESHOLD, 2**31 - 1) == 1

@@ -134,7 +134,8 @@ class Model:
             from .nn.build import rebuild
             from .nn.chunking import chunk_pairs
 
-            eager = rebuild(self.path).to(device=self.device, dtype=self.dtype).requires_grad_(False)
+            eager = rebuild(self.path, (self.module, self.metadata))  # no second load of the file
+            eager = eager.to(device=self.device, dtype=self.dtype).requires_grad_(False)
             self._chunked = eager if chunk_pairs(eager, self.chunk_pairs) else self.module
         return self._chunked
 

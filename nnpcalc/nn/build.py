@@ -156,11 +156,14 @@ def export(potential: Potential, arch: Architecture, path, provenance: dict | No
     return modelfile.save(module, path, metadata)
 
 
-def rebuild(path) -> Potential:
-    """An eager :class:`Potential` with the weights of the model file at ``path``."""
+def rebuild(path, loaded=None) -> Potential:
+    """An eager :class:`Potential` with the weights of the model file at ``path``.
+
+    ``loaded``: the file's ``(module, metadata)`` when the caller has already loaded it.
+    """
     from .. import modelfile
 
-    scripted, metadata = modelfile.load(path)
+    scripted, metadata = loaded if loaded is not None else modelfile.load(path)
     potential = build_potential(Architecture(**metadata["architecture"]))
     potential.load_state_dict(scripted.state_dict())
     return potential.to(scripted.dtype_probe.dtype).eval()
