@@ -32,5 +32,18 @@ class UnknownModelError(NNPError, ValueError):
     """A model name that is neither a file nor a shipped model."""
 
 
+class EngineSetupError(NNPError, ValueError):
+    """An engine (LAMMPS, i-PI, torch-sim) is set up in a way the model cannot serve."""
+
+
 class SimulationError(NNPError, RuntimeError):
     """A simulation went beyond sane (exploding forces or temperature); its output so far is kept."""
+
+
+class RunDirectoryError(NNPError, ValueError):
+    """An MD run directory that cannot be started or resumed: missing, damaged, locked by another
+    writer, pointing outside itself, or asked to change the physics of the run it holds."""
+
+
+class CheckpointError(RunDirectoryError):
+    """A run's ``checkpoint.npz`` is damaged, truncated or does not match its ``run.json``."""
