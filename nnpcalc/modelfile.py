@@ -33,6 +33,7 @@ import contextlib
 import json
 import warnings
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ import torch
 
 from . import __version__
 from .errors import ModelFileError
+from .properties import dtype_name
 from .units import CHARGE, ENERGY, LENGTH
 
 FORMAT_VERSION = 1
@@ -68,26 +70,41 @@ def calling():
         yield
 
 
-def make_metadata(
-    architecture: dict, outputs: dict[str, dict], dtype: torch.dtype, provenance: dict | None = None
-) -> dict[str, Any]:
-    """The metadata block of a model file, from its architecture and output table."""
-    from ase.data import atomic_numbers
+@dataclass
+class Capabilities:
+    """What a model states about itself (metatomic's ``ModelCapabilities``): the built
+    ``Potential.capabilities()`` returns it and :func:`make_metadata` copies it as it is."""
 
+    elements: list[str]  # chemical symbols, by atomic number
+    cutoff: float  # Å
+    outputs: dict[str, dict]  # name → shape, unit, per_atom (``properties.describe`` entries)
+    heads: list[str]  # each head's name, in order
+    fidelities: list[str]
+    #: serves periodic cells; False marks a molecules-only model, which OpenMM refuses in a box
+    #: (files without the key are periodic)
+    periodic: bool = True
+
+
+def make_metadata(
+    capabilities: Capabilities, architecture: dict, dtype: torch.dtype, provenance: dict | None = None
+) -> dict[str, Any]:
+    """The metadata block of a model file: the model's capabilities, the architecture it is
+    rebuilt from (stored whole, not read here), its dtype and provenance."""
     return {
         "kind": KIND,
         "format_version": FORMAT_VERSION,
         "nnpcalc_version": __version__,
         "torch_version": torch.__version__.split("+")[0],
-        "elements": sorted(architecture["elements"], key=atomic_numbers.__getitem__),
-        "cutoff": float(architecture["backbone_kwargs"].get("cutoff_upper", 5.0)),
+        "elements": list(capabilities.elements),
+        "cutoff": float(capabilities.cutoff),
+        "periodic": bool(capabilities.periodic),
         "units": {"length": LENGTH, "energy": ENERGY, "charge": CHARGE},
-        "outputs": outputs,
-        "dtype": str(dtype).replace("torch.", ""),
+        "outputs": dict(capabilities.outputs),
+        "dtype": dtype_name(dtype),
         "backbone": architecture["backbone"],
         "architecture": architecture,
-        "heads": [h if isinstance(h, str) else h["name"] for h in architecture["heads"]],
-        "fidelities": list(architecture["fidelities"]),
+        "heads": list(capabilities.heads),
+        "fidelities": list(capabilities.fidelities),
         "provenance": provenance or {},
     }
 

@@ -19,18 +19,7 @@ from . import modelfile
 from .allocator import keep_freed_memory
 from .neighbors import neighbor_graph
 from .errors import InvalidStructureError, UnknownElementError
-from .properties import PROPERTIES
-
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
-    if isinstance(dtype, torch.dtype) and dtype in DTYPES.values():
-        return dtype
-    if dtype in DTYPES:
-        return DTYPES[dtype]
-    raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-
+from .properties import PROPERTIES, torch_dtype
 
 class Model:
     """A model file on a device, in a dtype.
@@ -60,7 +49,7 @@ class Model:
         self.path = resolve(model)
         keep_freed_memory()  # reuse freed memory across calls instead of page-faulting it back in
         self.device = torch.device(device)
-        self.dtype = resolve_dtype(dtype)
+        self.dtype = torch_dtype(dtype)
         self.neighbors = neighbors
         module, self.metadata = modelfile.load(self.path, self.device)
         self.module = module.to(self.dtype)

@@ -67,6 +67,19 @@ def test_bad_head_specs(bad, match):
         head_spec(bad)
 
 
+def test_dict_specs_export_and_the_metadata_is_the_models_own_statement(tmp_path):
+    arch = Architecture(elements=["O", "H"], heads=[{"kind": "energy"}, {"kind": "charges"}], head_hidden=8,
+                        backbone_kwargs={"hidden_channels": 8, "num_layers": 1, "num_rbf": 4, "cutoff_upper": 3.5})
+    potential = build_potential(arch)
+    meta = modelfile.read_metadata(export(potential, arch, tmp_path / "dict-specs.pt"))
+    stated = potential.capabilities()
+    assert meta["heads"] == stated.heads == ["energy", "charges"]
+    assert meta["elements"] == stated.elements == ["H", "O"] and meta["cutoff"] == stated.cutoff == 3.5
+    assert meta["outputs"] == stated.outputs and list(meta["outputs"]) == ["energy", "energies", "charges",
+                                                                           "forces", "stress"]
+    assert meta["periodic"] is True and meta["fidelities"] == ["default"]
+
+
 def test_dipole_needs_charges_first():
     with pytest.raises(ValueError, match="needs head 'charges'"):
         build_potential(Architecture(elements=["H"], heads=["energy", "dipole", "charges"]))

@@ -2,18 +2,27 @@
 
 The same description is written into every model file's metadata, so a file can be rebuilt
 as an eager module (for training, fine-tuning or ``torch.compile``) from its own weights.
+What the file states about the model (cutoff, elements, outputs, heads) is not read from
+the description: the built potential states it (``Potential.capabilities``) and the
+metadata writer copies that.
+
+A new head kind is one row of :data:`HEAD_KINDS`: a factory ``(spec, HeadInputs) -> module``
+(the module a :class:`~nnpcalc.nn.heads.Head` that states its outputs), whether users name
+it, and the kinds it needs before it.
 """
 
 from __future__ import annotations
 
 import importlib
 from dataclasses import asdict, dataclass, field
+from typing import Callable
 
-from ase.data import atomic_numbers, chemical_symbols
+from ase.data import atomic_numbers
 
-from ..properties import describe
-from .heads import HEADS, NAMED, REQUIRES
+from . import heads as H
 from .potential import Potential
+from .radial import DEFAULT_CUTOFF
+from .uncertainty import EnsembleEnergyHead
 
 #: backbone name → "module:Class"; imported only when chosen
 BACKBONES = {
@@ -29,11 +38,17 @@ class Architecture:
 
     elements: list[str]
     backbone: str = "tensornet"
+    #: the backbone's keyword arguments; ``cutoff_upper`` (Å) defaults to ``radial.DEFAULT_CUTOFF``
     backbone_kwargs: dict = field(default_factory=dict)
     #: head specs: a kind ("energy", "charges", "dipole") or a dict such as
-    #: {"kind": "scalar", "name": "gap", "unit": "eV"} for the named kinds in heads.NAMED;
+    #: {"kind": "scalar", "name": "gap", "unit": "eV"} for the kinds users name (HEAD_KINDS);
     #: imported torchmd-net models use {"kind": "torchmd_scalar", "name": "energy", ...}
     heads: list = field(default_factory=lambda: ["energy", "charges", "dipole"])
+    #: long-range Coulomb energy of the charge head's charges, added after every head: "none",
+    #: "coulomb" (molecules) or "ewald" (molecules and periodic cells); see nn/electrostatics.py
+    electrostatics: str = "none"
+    #: its options: damping_radius (Å, default the cutoff), accuracy (1e-6), ewald_cutoff (Å, 10)
+    electrostatics_kwargs: dict = field(default_factory=dict)
     fidelities: list[str] = field(default_factory=lambda: ["default"])
     context_channels: int = 8
     head_hidden: int = 64
@@ -43,7 +58,65 @@ class Architecture:
 
     @property
     def cutoff(self) -> float:
-        return float(self.backbone_kwargs.get("cutoff_upper", 5.0))
+        return float(self.backbone_kwargs.get("cutoff_upper", DEFAULT_CUTOFF))
+
+
+@dataclass(frozen=True)
+class HeadInputs:
+    """What a head factory may use besides its spec."""
+
+    width: int  # per-atom feature width (backbone + context channels)
+    hidden: int  # Architecture.head_hidden
+    max_z: int  # the largest atomic number of the model's elements
+    num_fidelities: int
+    cutoff: float  # Å
+
+
+@dataclass(frozen=True)
+class HeadKind:
+    """One row of the head registry."""
+
+    make: Callable[[dict, HeadInputs], H.Head]
+    named: bool = False  # the spec must give a "name" (the output it writes)
+    requires: tuple[str, ...] = ()  # kinds that must be listed before it
+
+
+def _torchmd(cls, with_layers: bool):
+    """torchmd-net's output models (imported checkpoints): one fidelity, no context channels."""
+
+    def make(spec: dict, given: HeadInputs):
+        if given.num_fidelities != 1:
+            raise ValueError(f"head {spec['kind']!r} serves one fidelity, got {given.num_fidelities}")
+        layers = (int(spec.get("num_hidden_layers", 0)),) if with_layers else ()
+        return cls(given.width, spec.get("activation", "silu"), *layers, given.max_z, spec.get("reduce", "sum"))
+
+    return make
+
+
+#: head kind → how to build it. Add a kind here (its class lives in heads.py or its own module).
+HEAD_KINDS: dict[str, HeadKind] = {
+    "energy": HeadKind(lambda s, g: H.EnergyHead(g.width, g.hidden, max_z=g.max_z, num_fidelities=g.num_fidelities)),
+    # the energy as the mean of a shallow ensemble, with its uncertainty (nn/uncertainty.py)
+    "energy_ensemble": HeadKind(lambda s, g: EnsembleEnergyHead(
+        g.width, g.hidden, g.max_z, g.num_fidelities, int(s.get("members", 8)))),
+    "charges": HeadKind(lambda s, g: H.ChargeHead(g.width, g.hidden)),
+    "dipole": HeadKind(lambda s, g: H.DipoleHead(), requires=("charges",)),
+    "scalar": HeadKind(
+        lambda s, g: H.ScalarHead(g.width, g.hidden, s["name"], s.get("reduce", "mean"), s.get("unit", "")),
+        named=True),
+    "classifier": HeadKind(
+        lambda s, g: H.ClassifierHead(g.width, g.hidden, s["name"], int(s.get("num_classes", 1)),
+                                      s.get("unit", "logit")),
+        named=True),
+    "direct_forces": HeadKind(
+        lambda s, g: H.VectorHead(g.width, g.hidden, s["name"], g.cutoff, s.get("unit", "eV/Angstrom")),
+        named=True),
+    "denoise": HeadKind(
+        lambda s, g: H.VectorHead(g.width, g.hidden, s["name"], g.cutoff, s.get("unit", "Angstrom")),
+        named=True),
+    "torchmd_scalar": HeadKind(_torchmd(H.TorchMDScalarHead, with_layers=True)),
+    "torchmd_equivariant_scalar": HeadKind(_torchmd(H.TorchMDEquivariantScalarHead, with_layers=False)),
+}
 
 
 def backbone_class(name: str):
@@ -57,93 +130,60 @@ def head_spec(head) -> dict:
     """A head spec as a dict with at least ``kind`` (and ``name`` for the named kinds)."""
     spec = {"kind": head} if isinstance(head, str) else dict(head)
     kind = spec.get("kind")
-    if kind not in HEADS:
-        raise ValueError(f"unknown head kind {kind!r}; choose from {', '.join(HEADS)}")
-    if kind in NAMED and not spec.get("name"):
+    if kind not in HEAD_KINDS:
+        raise ValueError(f"unknown head kind {kind!r}; choose from {', '.join(HEAD_KINDS)}")
+    if HEAD_KINDS[kind].named and not spec.get("name"):
         raise ValueError(f"a {kind!r} head needs a 'name' (the output it writes)")
     return spec
 
 
-def _check_heads(specs: list[dict]) -> None:
+def _check_order(specs: list[dict]) -> None:
     kinds = [s["kind"] for s in specs]
-    if not any("energy" in getattr(HEADS[kind], "outputs", ()) for kind in kinds):
-        raise ValueError("every model needs the 'energy' head (forces and stress derive from it)")
     for i, kind in enumerate(kinds):
-        for need in REQUIRES.get(kind, ()):
+        for need in HEAD_KINDS[kind].requires:
             if need not in kinds[:i]:
                 raise ValueError(f"head {kind!r} needs head {need!r} listed before it")
 
 
-def _make_head(spec: dict, width: int, arch: Architecture, max_z: int):
-    kind, hidden = spec["kind"], arch.head_hidden
-    if kind == "energy":
-        return HEADS[kind](width, hidden, max_z=max_z, num_fidelities=len(arch.fidelities))
-    if kind == "dipole":
-        return HEADS[kind]()
-    if kind.startswith("torchmd_"):
-        return _make_torchmd_head(spec, width, arch, max_z)
-    if kind == "charges":
-        return HEADS[kind](width, hidden)
-    if kind == "scalar":
-        return HEADS[kind](width, hidden, spec["name"], spec.get("reduce", "mean"))
-    if kind == "classifier":
-        return HEADS[kind](width, hidden, spec["name"], int(spec.get("num_classes", 1)))
-    return HEADS[kind](width, hidden, spec["name"], arch.cutoff)  # vector heads
+def _element_numbers(elements: list[str]) -> list[int]:
+    unknown = [s for s in elements if s not in atomic_numbers]
+    if unknown:
+        raise ValueError(f"unknown element symbol(s) {unknown}")
+    return sorted(atomic_numbers[s] for s in elements)
 
 
-def _make_torchmd_head(spec: dict, width: int, arch: Architecture, max_z: int):
-    """torchmd-net's output models (imported checkpoints): one fidelity, no context channels."""
-    if len(arch.fidelities) != 1:
-        raise ValueError(f"head {spec['kind']!r} serves one fidelity, got {arch.fidelities}")
-    kind, activation, reduce = spec["kind"], spec.get("activation", "silu"), spec.get("reduce", "sum")
-    if kind == "torchmd_scalar":
-        return HEADS[kind](width, activation, int(spec.get("num_hidden_layers", 0)), max_z, reduce)
-    return HEADS[kind](width, activation, max_z, reduce)
+def _electrostatics(arch: Architecture, specs: list[dict]) -> list:
+    """The Coulomb term of ``arch.electrostatics`` (none: no term); it reads the charge head."""
+    from .electrostatics import make_electrostatics
+
+    term = make_electrostatics(arch.electrostatics, arch.electrostatics_kwargs, arch.cutoff)
+    if term is not None and "charges" not in [s["kind"] for s in specs]:
+        raise ValueError(f"electrostatics {arch.electrostatics!r} needs the 'charges' head in heads")
+    return [] if term is None else [term]
 
 
 def build_potential(arch: Architecture) -> Potential:
     specs = [head_spec(h) for h in arch.heads]
-    _check_heads(specs)
-    unknown = [s for s in arch.elements if s not in atomic_numbers]
-    if unknown:
-        raise ValueError(f"unknown element symbol(s) {unknown}")
-    numbers = sorted(atomic_numbers[s] for s in arch.elements)
+    _check_order(specs)
+    numbers = _element_numbers(arch.elements)
     kwargs = {"cutoff_upper": arch.cutoff, "max_z": max(numbers) + 1, **arch.backbone_kwargs}
     backbone = backbone_class(arch.backbone)(**kwargs)
-    multi = len(arch.fidelities) > 1
-    context = arch.context_channels if multi else 0
-    width = backbone.hidden_channels + context
-    heads = [_make_head(spec, width, arch, max(numbers)) for spec in specs]
-    return Potential(backbone, heads, numbers, arch.cutoff, len(arch.fidelities), context)
-
-
-def symbols(numbers: list[int]) -> list[str]:
-    return [chemical_symbols[z] for z in numbers]
-
-
-#: shape and default unit of the named head kinds' outputs
-_NAMED_OUTPUTS = {
-    "scalar": ("", "", False),
-    "classifier": ("C", "logit", False),
-    "direct_forces": ("N,3", "eV/Angstrom", True),
-    "denoise": ("N,3", "Angstrom", True),
-}
-
-
-def output_table(arch: Architecture) -> dict[str, dict]:
-    """Every output of the model: name → shape, unit, per_atom (for the metadata)."""
-    table: dict[str, dict] = {}
-    for spec in map(head_spec, arch.heads):
-        if spec["kind"] in _NAMED_OUTPUTS:
-            shape, unit, per_atom = _NAMED_OUTPUTS[spec["kind"]]
-            table[spec["name"]] = {"shape": shape, "unit": spec.get("unit", unit), "per_atom": per_atom}
-        else:
-            table.update(describe(list(HEADS[spec["kind"]].outputs)))
-    return table | describe(["forces", "stress"])
+    context = arch.context_channels if len(arch.fidelities) > 1 else 0
+    given = HeadInputs(backbone.hidden_channels + context, arch.head_hidden, max(numbers),
+                       len(arch.fidelities), arch.cutoff)
+    heads = [HEAD_KINDS[spec["kind"]].make(spec, given) for spec in specs]
+    heads += _electrostatics(arch, specs)
+    if not any("energy" in head.describe() for head in heads):
+        raise ValueError("every model needs the 'energy' head (forces and stress derive from it)")
+    return Potential(backbone, heads, numbers, arch.cutoff, list(arch.fidelities), context)
 
 
 def export(potential: Potential, arch: Architecture, path, provenance: dict | None = None, dtype=None):
-    """Write ``potential`` as a model file (float32 unless ``dtype`` says otherwise)."""
+    """Write ``potential`` as a model file (float32 unless ``dtype`` says otherwise).
+
+    The metadata states what ``potential`` says of itself (``capabilities()``) and ``arch``,
+    the description it is rebuilt from.
+    """
     import copy
 
     import torch
@@ -152,7 +192,7 @@ def export(potential: Potential, arch: Architecture, path, provenance: dict | No
 
     dtype = dtype or torch.float32
     module = copy.deepcopy(potential).to(dtype).eval()
-    metadata = modelfile.make_metadata(arch.to_dict(), output_table(arch), dtype, provenance)
+    metadata = modelfile.make_metadata(potential.capabilities(), arch.to_dict(), dtype, provenance)
     return modelfile.save(module, path, metadata)
 
 

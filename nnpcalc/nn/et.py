@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from .graph_ops import add_self_loops, drop_short_pairs, scatter_sum
 from .neighbor_embedding import NeighborEmbedding
-from .radial import ACTIVATIONS, RADIAL_BASES, CosineCutoff, choose
+from .radial import ACTIVATIONS, DEFAULT_CUTOFF, RADIAL_BASES, CosineCutoff, choose
 
 
 DISTANCE_INFLUENCE = {"keys": "keys", "values": "values", "both": "both", "none": "none"}
@@ -123,7 +123,7 @@ class EquivariantTransformer(nn.Module):
         num_heads: int = 8,
         distance_influence: str = "both",
         cutoff_lower: float = 0.0,
-        cutoff_upper: float = 5.0,
+        cutoff_upper: float = DEFAULT_CUTOFF,
         max_z: int = 100,
         vector_cutoff: bool = False,
     ):

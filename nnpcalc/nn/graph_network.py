@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from .graph_ops import drop_short_pairs, scatter_sum
 from .neighbor_embedding import NeighborEmbedding
-from .radial import ACTIVATIONS, RADIAL_BASES, CosineCutoff, choose
+from .radial import ACTIVATIONS, DEFAULT_CUTOFF, RADIAL_BASES, CosineCutoff, choose
 
 
 AGGREGATIONS = {"add": "add", "mean": "mean", "max": "max"}
@@ -91,7 +91,7 @@ class GraphNetwork(nn.Module):
         activation: str = "silu",
         neighbor_embedding: bool = True,
         cutoff_lower: float = 0.0,
-        cutoff_upper: float = 5.0,
+        cutoff_upper: float = DEFAULT_CUTOFF,
         max_z: int = 100,
         aggr: str = "add",
     ):

@@ -6,7 +6,8 @@ per-atom features ``x`` [N, F] (with the per-structure context already appended)
 Adding a head is one small class; the training submodule composes losses over the names.
 
 ``system`` holds: ``positions`` [N,3] (strained, differentiable), ``numbers`` [N],
-``batch`` [N], ``total_charge`` [B], ``fidelity`` [B] (index), the graph: ``edge_index`` [2,E], ``edge_vec`` [E,3]
+``batch`` [N], ``total_charge`` [B], ``fidelity`` [B] (index), ``cell`` [B,3,3] (strained),
+``pbc`` [B,3], the graph: ``edge_index`` [2,E], ``edge_vec`` [E,3]
 (r_j - r_i + image), ``edge_len`` [E], and ``vec``: the backbone's vector features [N,3,F]
 (ET), an empty tensor for backbones without them.
 
@@ -19,11 +20,13 @@ output models with its parameter names, for checkpoints imported from ``torchmd-
 
 from __future__ import annotations
 
+import math
 from typing import Dict, Tuple
 
 import torch
 from torch import Tensor, nn
 
+from ..properties import describe
 from .graph_ops import scatter_sum
 from .radial import ACTIVATIONS, choose
 
@@ -37,28 +40,56 @@ def per_structure(values: Tensor, batch: Tensor, num_structures: int) -> Tensor:
 
 
 class Head(nn.Module):
-    """Base class: an MLP from features (+ context) to ``out_channels`` per atom."""
+    """Base class of every head: it states its name and the outputs it writes.
 
-    outputs: tuple = ()
+    ``describe()`` is what the model file's metadata lists (via ``Potential.capabilities``);
+    kinds with fixed outputs name them in ``outputs`` (``nnpcalc.properties`` names), named
+    kinds override ``describe``. It is plain Python: TorchScript never compiles it.
+    """
+
+    name = ""  # (no annotations here: TorchScript would read them for the instances' attributes)
+    outputs = ()
+
+    def describe(self) -> dict:
+        """Output name → shape, unit, per_atom (the metadata's ``outputs`` entries)."""
+        return describe(list(self.outputs))
+
+
+class MLPHead(Head):
+    """A head with an MLP from features (+ context) to ``out_channels`` per atom."""
 
     def __init__(self, in_channels: int, hidden: int, out_channels: int = 1):
         super().__init__()
         self.net = mlp(in_channels, hidden, out_channels)
 
 
-class EnergyHead(Head):
+def named_output(name: str, shape: str, unit: str, per_atom: bool) -> dict:
+    """The ``describe()`` of a head whose output is named by the user."""
+    return {name: {"shape": shape, "unit": unit, "per_atom": per_atom}}
+
+
+class ReferenceEnergy(Head):
+    """What every energy head holds: ``atomref`` [fidelity, Z] and ``scale``/``shift``, float64."""
+
+    name = "energy"
+    outputs = ("energy", "energies")
+
+    def __init__(self, max_z: int, num_fidelities: int):
+        super().__init__()
+        self.register_buffer("atomref", torch.zeros(num_fidelities, max_z + 1, dtype=torch.float64))
+        self.register_buffer("scale", torch.ones((), dtype=torch.float64))
+        self.register_buffer("shift", torch.zeros((), dtype=torch.float64))
+
+
+class EnergyHead(ReferenceEnergy):
     """Per-atom energies ``scale * mlp(x) + shift + E0[fidelity, Z]``, summed in float64.
 
     Reference energies are per element *and* per fidelity: each method keeps its own zero.
     """
 
-    outputs = ("energy", "energies")
-
     def __init__(self, in_channels: int, hidden: int, max_z: int = 100, num_fidelities: int = 1):
-        super().__init__(in_channels, hidden)
-        self.register_buffer("atomref", torch.zeros(num_fidelities, max_z + 1, dtype=torch.float64))
-        self.register_buffer("scale", torch.ones((), dtype=torch.float64))
-        self.register_buffer("shift", torch.zeros((), dtype=torch.float64))
+        super().__init__(max_z, num_fidelities)
+        self.net = mlp(in_channels, hidden, 1)
 
     def forward(self, x: Tensor, system: Dict[str, Tensor], outputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
         f64 = torch.float64  # accumulate in float64 whatever the model's dtype
@@ -70,13 +101,14 @@ class EnergyHead(Head):
         return outputs
 
 
-class ChargeHead(Head):
+class ChargeHead(MLPHead):
     """Partial charges that sum to each structure's total charge.
 
     The excess ``Q - sum(q)`` is spread evenly over the structure's atoms, for every
     structure at once (no loop over structures).
     """
 
+    name = "charges"
     outputs = ("charges",)
 
     def forward(self, x: Tensor, system: Dict[str, Tensor], outputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
@@ -88,9 +120,10 @@ class ChargeHead(Head):
         return outputs
 
 
-class DipoleHead(nn.Module):
+class DipoleHead(Head):
     """Dipole moment ``sum_i q_i r_i`` from the charge head's charges (no parameters)."""
 
+    name = "dipole"
     outputs = ("dipole",)
 
     def forward(self, x: Tensor, system: Dict[str, Tensor], outputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
@@ -100,15 +133,18 @@ class DipoleHead(nn.Module):
         return outputs
 
 
-class ScalarHead(Head):
+class ScalarHead(MLPHead):
     """A per-structure scalar: per-atom contributions, summed or averaged over the structure."""
 
-    def __init__(self, in_channels: int, hidden: int, name: str, reduce: str = "mean"):
+    def __init__(self, in_channels: int, hidden: int, name: str, reduce: str = "mean", unit: str = ""):
         super().__init__(in_channels, hidden)
         if reduce not in ("sum", "mean"):
             raise ValueError(f"reduce must be 'sum' or 'mean', got {reduce!r}")
-        self.name = name
+        self.name, self.unit = name, unit
         self.mean = reduce == "mean"
+
+    def describe(self) -> dict:
+        return named_output(self.name, "", self.unit, False)
 
     def forward(self, x: Tensor, system: Dict[str, Tensor], outputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
         batch, n = system["batch"], system["total_charge"].shape[0]
@@ -119,12 +155,15 @@ class ScalarHead(Head):
         return outputs
 
 
-class ClassifierHead(Head):
+class ClassifierHead(MLPHead):
     """Per-structure class logits [B, C] from mean-pooled atom features (C = 1: binary)."""
 
-    def __init__(self, in_channels: int, hidden: int, name: str, num_classes: int = 1):
+    def __init__(self, in_channels: int, hidden: int, name: str, num_classes: int = 1, unit: str = "logit"):
         super().__init__(in_channels, hidden, num_classes)
-        self.name = name
+        self.name, self.unit = name, unit
+
+    def describe(self) -> dict:
+        return named_output(self.name, "C", self.unit, False)
 
     def forward(self, x: Tensor, system: Dict[str, Tensor], outputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
         batch, n = system["batch"], system["total_charge"].shape[0]
@@ -133,19 +172,22 @@ class ClassifierHead(Head):
         return outputs
 
 
-class VectorHead(nn.Module):
+class VectorHead(Head):
     """Per-atom vectors sum_j w(x_i, x_j, r_ij) r_ij/|r_ij|: equivariant, no autograd needed."""
 
-    def __init__(self, in_channels: int, hidden: int, name: str, cutoff: float):
+    def __init__(self, in_channels: int, hidden: int, name: str, cutoff: float, unit: str):
         super().__init__()
         self.net = mlp(2 * in_channels, hidden, 1)
-        self.name = name
+        self.name, self.unit = name, unit
         self.cutoff = float(cutoff)
+
+    def describe(self) -> dict:
+        return named_output(self.name, "N,3", self.unit, True)
 
     def forward(self, x: Tensor, system: Dict[str, Tensor], outputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
         i, j = system["edge_index"][0], system["edge_index"][1]
         length = system["edge_len"]
-        envelope = 0.5 * (torch.cos(length * 3.141592653589793 / self.cutoff) + 1.0)
+        envelope = 0.5 * (torch.cos(length * math.pi / self.cutoff) + 1.0)
         weight = self.net(torch.cat([x[i], x[j]], dim=-1)).squeeze(-1) * envelope
         unit = system["edge_vec"] / length.clamp(min=1e-9).unsqueeze(-1)
         outputs[self.name] = scatter_sum(weight.unsqueeze(-1) * unit, i, x.shape[0])
@@ -193,7 +235,7 @@ class GatedEquivariantBlock(nn.Module):
         return self.act(x), gate.unsqueeze(1) * self.vec2_proj(v)
 
 
-class TorchMDScalarHead(EnergyHead):
+class TorchMDScalarHead(ReferenceEnergy):
     """torchmd-net's ``Scalar`` output model, standardisation and ``Atomref`` prior.
 
     ``E = reduce_i(std * output_network(x_i) + atomref[Z_i]) + mean`` as upstream's
@@ -204,14 +246,11 @@ class TorchMDScalarHead(EnergyHead):
 
     def __init__(self, in_channels: int, activation: str = "silu", num_hidden_layers: int = 0,
                  max_z: int = 100, reduce: str = "sum"):
-        nn.Module.__init__(self)  # EnergyHead's buffers, not its MLP
+        super().__init__(max_z, num_fidelities=1)
         if reduce not in ("sum", "mean"):
             raise ValueError(f"reduce must be 'sum' or 'mean', got {reduce!r}")
         self.average = reduce == "mean"
         self.output_network = self._network(in_channels, activation, num_hidden_layers)
-        self.register_buffer("atomref", torch.zeros(1, max_z + 1, dtype=torch.float64))
-        self.register_buffer("scale", torch.ones((), dtype=torch.float64))
-        self.register_buffer("shift", torch.zeros((), dtype=torch.float64))
         self.register_buffer("mean", torch.zeros((), dtype=torch.float64))
 
     @staticmethod
@@ -254,20 +293,3 @@ class TorchMDEquivariantScalarHead(TorchMDScalarHead):
         for block in self.output_network:
             x, v = block(x, v)
         return x.squeeze(-1)
-
-
-HEADS = {
-    "energy": EnergyHead,
-    "charges": ChargeHead,
-    "dipole": DipoleHead,
-    "scalar": ScalarHead,
-    "classifier": ClassifierHead,
-    "direct_forces": VectorHead,
-    "denoise": VectorHead,
-    "torchmd_scalar": TorchMDScalarHead,
-    "torchmd_equivariant_scalar": TorchMDEquivariantScalarHead,
-}
-#: heads that must come earlier in the list
-REQUIRES = {"dipole": ("charges",)}
-#: the kinds whose instances are named by the user (the others have fixed output names)
-NAMED = ("scalar", "classifier", "direct_forces", "denoise")

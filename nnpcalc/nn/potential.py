@@ -16,7 +16,8 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from .. import graph
+from .. import graph, modelfile
+from ..properties import describe
 
 
 class Potential(nn.Module):
@@ -26,13 +27,15 @@ class Potential(nn.Module):
         heads: List[nn.Module],
         elements: List[int],
         cutoff: float,
-        num_fidelities: int = 1,
+        fidelities: List[str] = ["default"],  # noqa: B006 (read only)
         context_channels: int = 0,
     ):
         super().__init__()
         self.backbone = backbone
         self.heads = nn.ModuleList(heads)
         self.cutoff = float(cutoff)
+        self.fidelities = list(fidelities)
+        num_fidelities = len(self.fidelities)
         self.num_fidelities = num_fidelities
         self.context_channels = context_channels
         self.fidelity_embedding = nn.Embedding(num_fidelities, max(context_channels, 1))
@@ -108,6 +111,21 @@ class Potential(nn.Module):
         if not self.training:
             out = {key: value.detach() for key, value in out.items()}
         return out
+
+    def capabilities(self) -> modelfile.Capabilities:
+        """What this model states about itself; the model file's metadata copies it (Python only)."""
+        from ase.data import chemical_symbols
+
+        outputs: Dict[str, Dict] = {}
+        for head in self.heads:
+            outputs.update(head.describe())
+        return modelfile.Capabilities(
+            elements=[chemical_symbols[z] for z in self.known_elements.nonzero().flatten().tolist()],
+            cutoff=self.cutoff,
+            outputs=outputs | describe(["forces", "stress"]),
+            heads=[head.name for head in self.heads],
+            fidelities=list(self.fidelities),
+        )
 
     @torch.jit.export
     def neighbors(self, positions: Tensor, cell: Tensor, pbc: Tensor, batch: Tensor) -> Tuple[Tensor, Tensor]:

@@ -11,11 +11,14 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+#: Å: the one default cutoff (backbones, ``Architecture``); a model file states its own
+DEFAULT_CUTOFF = 5.0
+
 
 class CosineCutoff(nn.Module):
     """Smooth envelope that is 1 at ``lower`` (or 0) and reaches 0 at ``upper``."""
 
-    def __init__(self, cutoff_lower: float = 0.0, cutoff_upper: float = 5.0):
+    def __init__(self, cutoff_lower: float = 0.0, cutoff_upper: float = DEFAULT_CUTOFF):
         super().__init__()
         self.cutoff_lower = float(cutoff_lower)
         self.cutoff_upper = float(cutoff_upper)
@@ -34,7 +37,7 @@ class CosineCutoff(nn.Module):
 class ExpNormalSmearing(nn.Module):
     """PhysNet's exponential-normal radial basis, times a cosine envelope."""
 
-    def __init__(self, cutoff_lower=0.0, cutoff_upper=5.0, num_rbf=50, trainable=True):
+    def __init__(self, cutoff_lower=0.0, cutoff_upper=DEFAULT_CUTOFF, num_rbf=50, trainable=True):
         super().__init__()
         self.cutoff_lower = float(cutoff_lower)
         self.cutoff_upper = float(cutoff_upper)
@@ -55,7 +58,7 @@ class ExpNormalSmearing(nn.Module):
 class GaussianSmearing(nn.Module):
     """Gaussians evenly spaced between the lower and upper cutoff."""
 
-    def __init__(self, cutoff_lower=0.0, cutoff_upper=5.0, num_rbf=50, trainable=True):
+    def __init__(self, cutoff_lower=0.0, cutoff_upper=DEFAULT_CUTOFF, num_rbf=50, trainable=True):
         super().__init__()
         offset = torch.linspace(cutoff_lower, cutoff_upper, num_rbf)
         coeff = -0.5 / (offset[1] - offset[0]) ** 2

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .graph_ops import add_self_loops, scatter_sum
-from .radial import ACTIVATIONS, RADIAL_BASES, CosineCutoff, choose
+from .radial import ACTIVATIONS, DEFAULT_CUTOFF, RADIAL_BASES, CosineCutoff, choose
 
 
 GROUPS = {"O(3)": "O(3)", "SO(3)": "SO(3)"}
@@ -258,7 +258,7 @@ class TensorNet(nn.Module):
         trainable_rbf: bool = False,
         activation: str = "silu",
         cutoff_lower: float = 0.0,
-        cutoff_upper: float = 4.5,
+        cutoff_upper: float = DEFAULT_CUTOFF,
         max_z: int = 128,
         equivariance_invariance_group: str = "O(3)",
         total_charge: bool = True,

@@ -23,6 +23,7 @@ import torch
 
 from .. import modelfile
 from ..errors import InvalidStructureError, UnknownElementError
+from ..properties import dtype_name
 from ..runtime import Model, torch_threads
 from . import topology as topo
 from . import wrapper
@@ -94,7 +95,7 @@ class ForceSpec:
         if periodic:
             _check_periodic(model)
         return cls(
-            str(model.path), str(model.dtype).replace("torch.", ""), str(model.device),
+            str(model.path), dtype_name(model.dtype), str(model.device),
             tuple(int(z) for z in numbers), None if indices is None else tuple(indices),
             periodic, float(total_charge), threads,
         )

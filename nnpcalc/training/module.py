@@ -10,9 +10,9 @@ import lightning.pytorch as pl
 import torch
 
 from ..nn.build import Architecture, build_potential
+from ..properties import torch_dtype
 from .tasks import Task, total_loss
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 class PotentialModule(pl.LightningModule):
@@ -20,7 +20,7 @@ class PotentialModule(pl.LightningModule):
         super().__init__()
         self.save_hyperparameters({"config": config})
         self.architecture = Architecture(**config["architecture"])
-        self.potential = build_potential(self.architecture).to(DTYPES[config["trainer"]["dtype"]])
+        self.potential = build_potential(self.architecture).to(torch_dtype(config["trainer"]["dtype"]))
         self.tasks = [Task(**t) for t in config["tasks"]]
         self.optim = config["trainer"]
         self.provenance: dict = {}

@@ -19,7 +19,8 @@ from ase import Atoms
 
 from .. import testing
 from ..calculator import NNPCalculator
-from ..runtime import DTYPES, Model
+from ..properties import dtype_name
+from ..runtime import Model
 from ..units import FS_TO_ASE_TIME
 from . import io
 from .common import as_model, progress_bar
@@ -59,7 +60,7 @@ def check(model: str | Path | Model | None = None, structures=None, *, dtype: st
 
 
 def checks_of(calc: NNPCalculator, atoms: Atoms, model: Model, nve_steps: int) -> Iterator[testing.Check]:
-    dtype = next(name for name, value in DTYPES.items() if value == model.dtype)
+    dtype = dtype_name(model.dtype)
     tol, fd = testing.TOLERANCES[dtype], FINITE_DIFFERENCES[dtype]
     yield testing.check_forces(calc, atoms, fd["forces"][1], delta=fd["forces"][0])
     if atoms.pbc.any():
