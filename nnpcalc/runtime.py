@@ -16,10 +16,10 @@ from ase import Atoms
 from ase.data import chemical_symbols
 
 from . import modelfile
-from .allocator import keep_freed_memory
 from .neighbors import neighbor_graph
 from .errors import InvalidStructureError, UnknownElementError
 from .properties import PROPERTIES, torch_dtype
+from .threads import check_policy, program_policy, threads_for, torch_threads
 
 class Model:
     """A model file on a device, in a dtype.
@@ -34,20 +34,26 @@ class Model:
             per-pair work in chunks of this many pairs, recomputed in the backward pass (memory
             stays bounded; see ``nnpcalc.nn.chunking``). Such calls run the module rebuilt from
             the file's weights, as eager torch. 0 turns chunking off.
-        serial_pairs: graphs with fewer directed pairs run on one torch thread: waking the other
-            threads for each of a call's ~400 small ops costs more than the ops (2 vCPUs: ethanol
-            12 ms on one thread, 27 ms on two; 48 waters 86–106 ms against 140–146 ms; even at
-            6 000 pairs). Larger graphs use torch's setting. 0 turns this off.
+        threads: the thread policy of a call (``nnpcalc.threads``): "keep" (torch's setting,
+            never changed), "auto" (graphs under ``serial_pairs`` directed pairs on one thread),
+            or an int. None: the program's choice (``threads.set_program_policy``; `nnp` and the
+            benchmarks choose "auto"), else "keep". "auto" and ints set torch's process-wide
+            thread count during a call and restore it after.
+        serial_pairs: the "auto" policy's threshold: waking the other threads for each of a
+            call's ~400 small ops costs more than the ops (2 vCPUs: ethanol 12 ms on one thread,
+            27 ms on two; 48 waters 86–106 ms against 140–146 ms; even at 6 000 pairs).
+
+    Loading a model changes nothing process-wide (no allocator or thread setting): those are
+    the program's choices (``nnpcalc.allocator``, ``nnpcalc.threads``).
     """
 
     def __init__(
         self, model: str | Path | None = None, *, device="cpu", dtype="float32", neighbors="auto",
-        chunk_pairs: int = 32_768, serial_pairs: int = 4_096,
+        chunk_pairs: int = 32_768, threads: str | int | None = None, serial_pairs: int = 4_096,
     ):
         from .zoo import resolve  # models/ is installed as nnpcalc.zoo
 
         self.path = resolve(model)
-        keep_freed_memory()  # reuse freed memory across calls instead of page-faulting it back in
         self.device = torch.device(device)
         self.dtype = torch_dtype(dtype)
         self.neighbors = neighbors
@@ -58,6 +64,7 @@ class Model:
         self.outputs: list[str] = list(self.metadata["outputs"])
         self.fidelities: list[str] = self.metadata["fidelities"]
         self.chunk_pairs = int(chunk_pairs)
+        self.threads = check_policy(program_policy() if threads is None else threads)
         self.serial_pairs = int(serial_pairs)
         self._chunked = None  # the eager module with chunked pairs, built on first need
         self._known = {chemical_symbols.index(s) for s in self.elements}
@@ -102,8 +109,13 @@ class Model:
         *,
         forces: bool = True,
         stress: bool = True,
+        uncertainty: bool = False,
     ) -> list[dict[str, np.ndarray]]:
-        """Evaluate several structures in one batched call; one result dict per structure."""
+        """Evaluate several structures in one batched call; one result dict per structure.
+
+        ``uncertainty``: also ``forces_uncertainty``, for models with an ensemble energy head
+        (``energy_uncertainty`` comes free with every call of such a model).
+        """
         for atoms in structures:
             self.check(atoms)
         inputs = self._batch_inputs(structures, total_charge, fidelity)
@@ -111,9 +123,39 @@ class Model:
         graph = neighbor_graph(positions, cell, pbc, batch, self.cutoff, self.neighbors)
         pairs = graph[0].shape[1]
         module = self._module_for(pairs)
-        with modelfile.calling(), torch_threads(1 if pairs < self.serial_pairs else None):
-            out = module.forward_batch(*inputs, *graph, compute_forces=forces, compute_stress=stress)
+        with self._calling(pairs):
+            extra = {"compute_uncertainty": True} if uncertainty and "forces_uncertainty" in self.outputs else {}
+            out = module.forward_batch(*inputs, *graph, compute_forces=forces, compute_stress=stress, **extra)
         return _split(out, inputs[5], len(structures), self.metadata["outputs"])
+
+    def forward_tensors(
+        self, positions: torch.Tensor, numbers: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor,
+        total_charge: torch.Tensor, batch: torch.Tensor, fidelity: str | int | None = None,
+        *, forces: bool = True, stress: bool = True,
+    ) -> dict[str, torch.Tensor]:
+        """One batched call on tensors in ``forward_batch``'s layout (cells as rows), for engines
+        that hold tensors (torch-sim): same graph, chunking and threads as :meth:`compute`.
+        Outputs stay tensors on the model's device, detached."""
+        unknown = sorted({chemical_symbols[z] for z in numbers.unique().tolist() if z not in self._known})
+        if unknown:
+            raise UnknownElementError(unknown, self.elements, f"model {self.path.name}")
+        positions, cell = positions.to(self.device, self.dtype), cell.to(self.device, self.dtype)
+        pbc, batch, numbers = pbc.to(self.device), batch.to(self.device), numbers.to(self.device)
+        index = self.fidelity_index(fidelity)
+        fid = None if index is None else torch.full((cell.shape[0],), index, dtype=torch.long, device=self.device)
+        graph = neighbor_graph(positions, cell, pbc, batch, self.cutoff, self.neighbors)
+        module = self._module_for(graph[0].shape[1])
+        with self._calling(graph[0].shape[1]):
+            out = module.forward_batch(positions, numbers, cell, pbc, total_charge.to(self.device, self.dtype),
+                                       batch, fid, *graph, compute_forces=forces, compute_stress=stress)
+        return {key: value.detach() for key, value in out.items()}
+
+    def _calling(self, num_pairs: int):
+        """The context of one call: ``modelfile.calling()`` and this model's thread policy."""
+        stack = contextlib.ExitStack()
+        stack.enter_context(modelfile.calling())
+        stack.enter_context(torch_threads(threads_for(self.threads, num_pairs, self.serial_pairs)))
+        return stack
 
     def _module_for(self, num_pairs: int):
         """The file's module, or for a large graph the rebuilt eager one with chunked pairs."""
@@ -136,20 +178,6 @@ class Model:
         index = self.fidelity_index(fidelity)
         fid = None if index is None else torch.full((len(structures),), index, dtype=torch.long, device=self.device)
         return positions, numbers, cell, pbc, charge, batch, fid
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int | None):
-    """Run torch with ``threads`` intra-op threads inside the block; restore the setting after."""
-    previous = torch.get_num_threads()
-    change = threads is not None and threads != previous
-    if change:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        if change:
-            torch.set_num_threads(previous)
 
 
 def stack_structures(structures: Sequence[Atoms], dtype=torch.float64, device="cpu"):

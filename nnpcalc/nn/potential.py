@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from .. import graph, modelfile
 from ..properties import describe
+from .uncertainty import add_forces_uncertainty
 
 
 class Potential(nn.Module):
@@ -61,7 +62,7 @@ class Potential(nn.Module):
         fid = fidelity.reshape(1) if fidelity is not None else None
         out = self.forward_batch(
             positions, atomic_numbers, cell.unsqueeze(0), pbc.unsqueeze(0),
-            total_charge.reshape(1), batch, fid, edge_index, shifts, True, True,
+            total_charge.reshape(1), batch, fid, edge_index, shifts, True, True, False,
         )
         for key in ("energy", "stress", "dipole"):
             if key in out:
@@ -82,8 +83,13 @@ class Potential(nn.Module):
         shifts: Optional[Tensor] = None,
         compute_forces: bool = True,
         compute_stress: bool = True,
+        compute_uncertainty: bool = False,
     ) -> Dict[str, Tensor]:
-        """B structures: positions [N,3], atomic_numbers [N], cell [B,3,3], pbc [B,3], total_charge [B], batch [N]."""
+        """B structures: positions [N,3], atomic_numbers [N], cell [B,3,3], pbc [B,3], total_charge [B], batch [N].
+
+        ``compute_uncertainty``: also ``forces_uncertainty`` when the model has an ensemble
+        energy head (K - 1 extra backward passes; see ``nnpcalc.nn.uncertainty``).
+        """
         dtype = self.dtype_probe.dtype
         positions, cell = positions.to(dtype), cell.to(dtype)
         self._check(positions, atomic_numbers, cell, pbc)
@@ -95,6 +101,20 @@ class Potential(nn.Module):
                 "nnpcalc model: forces and stress need autograd; call it with gradients "
                 "enabled (not inside torch.no_grad() or torch.inference_mode())"
             )
+        fid = self._fidelity(fidelity, cell.shape[0], cell.device)
+        return self.evaluate(
+            positions, atomic_numbers, cell, pbc, total_charge.to(dtype), batch, fid, edge_index,
+            shifts.to(dtype), compute_forces, compute_stress, compute_uncertainty,
+        )
+
+    def evaluate(
+        self, positions: Tensor, atomic_numbers: Tensor, cell: Tensor, pbc: Tensor, total_charge: Tensor,
+        batch: Tensor, fidelity: Tensor, edge_index: Tensor, shifts: Tensor,
+        compute_forces: bool = True, compute_stress: bool = True, compute_uncertainty: bool = False,
+    ) -> Dict[str, Tensor]:
+        """``forward_batch`` after its checks: inputs in the model's dtype, the graph given and
+        ``fidelity`` an index per structure [B]. No branch on tensor values, so
+        ``nnpcalc.exported`` traces it (autograd included) into a ``torch.export`` program."""
         positions = positions.detach().requires_grad_(compute_forces)
         strain = torch.zeros_like(cell).requires_grad_(compute_stress)
         pos_s, cell_s = _apply_strain(positions, cell, strain, batch)
@@ -102,12 +122,13 @@ class Potential(nn.Module):
             "positions": pos_s,
             "numbers": atomic_numbers,
             "batch": batch,
-            "total_charge": total_charge.to(dtype),
-            "fidelity": self._fidelity(fidelity, cell.shape[0], cell.device),
+            "total_charge": total_charge,
+            "fidelity": fidelity,
+            "pbc": pbc,
         }
-        out = self.properties(system, cell_s, edge_index, shifts.to(dtype))
-        if want_grad:
-            self._derivatives(out, positions, strain, cell, compute_forces, compute_stress)
+        out = self.properties(system, cell_s, edge_index, shifts)
+        if compute_forces or compute_stress:
+            self._derivatives(out, positions, strain, cell, compute_forces, compute_stress, compute_uncertainty)
         if not self.training:
             out = {key: value.detach() for key, value in out.items()}
         return out
@@ -141,6 +162,7 @@ class Potential(nn.Module):
     ) -> Dict[str, Tensor]:
         """Every head's outputs for (already strained) positions and cells."""
         pos, batch = system["positions"], system["batch"]
+        system["cell"] = cell  # strained: energy terms that read it (Ewald) give stress by autograd
         vec = graph.edge_vectors(pos, cell, batch, edge_index, shifts)
         length = torch.sqrt((vec * vec).sum(-1))
         system["edge_index"], system["edge_vec"], system["edge_len"] = edge_index, vec, length
@@ -169,8 +191,9 @@ class Potential(nn.Module):
 
     def _derivatives(
         self, out: Dict[str, Tensor], positions: Tensor, strain: Tensor, cell: Tensor,
-        compute_forces: bool, compute_stress: bool,
+        compute_forces: bool, compute_stress: bool, compute_uncertainty: bool = False,
     ) -> None:
+        add_forces_uncertainty(out, positions, compute_uncertainty, self.training)  # before the graph is freed
         inputs: List[Tensor] = []
         if compute_forces:
             inputs.append(positions)

@@ -1,0 +1,121 @@
+"""A shallow ensemble energy head: K small member networks on one shared backbone.
+
+The model's energy is the members' mean; their spread is its uncertainty (a shallow
+ensemble, as in Kellner & Ceriotti 2024, "Uncertainty quantification by direct propagation of
+shallow ensembles"). Outputs, beside ``energy`` and ``energies``:
+
+=====================  =======  ===========================================================
+``energy_ensemble``    [K] eV   each member's total energy (raw)
+``energy_uncertainty`` [] eV    ``energy_calibration * std_k(E_k)``
+``forces_uncertainty`` [N] eV/Å ``forces_calibration * rms_{k,xyz}(F_k - mean_k F_k)`` per
+                                atom: the predicted RMS error of one force component. Costs
+                                K - 1 extra backward passes, so only computed when asked
+                                (``forward_batch(..., compute_uncertainty=True)``).
+=====================  =======  ===========================================================
+
+The two calibration factors are buffers set on the validation split after training
+(``nnpcalc.training.calibration``): 1 means uncalibrated. Cost with K = 8: the head's MLP is
+K times wider; the backbone, which dominates a call, runs once.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict
+
+import torch
+from torch import Tensor, nn
+
+from .graph_ops import scatter_sum
+from .heads import ReferenceEnergy
+
+#: output key through which the head hands its force calibration to ``Potential._derivatives``
+#: (spelled out where TorchScript reads it: scripted code cannot read a global str)
+FORCES_CALIBRATION = "_forces_calibration"
+
+
+class MemberMLP(nn.Module):
+    """K independent two-layer MLPs ``in -> hidden -> 1`` evaluated as one wide layer: [N, F] -> [N, K]."""
+
+    def __init__(self, in_channels: int, hidden: int, members: int):
+        super().__init__()
+        self.members, self.hidden = members, hidden
+        self.first = nn.Linear(in_channels, members * hidden)
+        bound = 1.0 / math.sqrt(hidden)
+        self.weight = nn.Parameter(torch.empty(members, hidden).uniform_(-bound, bound))
+        self.bias = nn.Parameter(torch.empty(members).uniform_(-bound, bound))
+
+    def forward(self, x: Tensor) -> Tensor:
+        h = nn.functional.silu(self.first(x)).reshape(x.shape[0], self.members, self.hidden)
+        return (h * self.weight).sum(-1) + self.bias
+
+
+class EnsembleEnergyHead(ReferenceEnergy):
+    """Energy head with ``members`` member networks; ``energy`` is their mean.
+
+    Same buffers as every energy head (per-fidelity reference energies, scale, shift), so
+    training prepares it the same way; plus the two calibration factors.
+    """
+
+    outputs = ("energy", "energies", "energy_ensemble", "energy_uncertainty", "forces_uncertainty")
+
+    def __init__(self, in_channels: int, hidden: int, max_z: int = 100, num_fidelities: int = 1,
+                 members: int = 8):
+        super().__init__(max_z, num_fidelities)
+        if members < 2:
+            raise ValueError(f"an energy ensemble needs at least 2 members, got {members}")
+        self.net = MemberMLP(in_channels, hidden, members)
+        self.register_buffer("energy_calibration", torch.ones((), dtype=torch.float64))
+        self.register_buffer("forces_calibration", torch.ones((), dtype=torch.float64))
+
+    def forward(self, x: Tensor, system: Dict[str, Tensor], outputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        f64 = torch.float64  # accumulate in float64 whatever the model's dtype
+        batch, numbers = system["batch"], system["numbers"]
+        reference = self.atomref.to(f64)[system["fidelity"][batch], numbers]
+        per_atom = self.net(x).to(f64) * self.scale.to(f64) + self.shift.to(f64) + reference.unsqueeze(-1)
+        members = scatter_sum(per_atom, batch, system["total_charge"].shape[0])  # [B, K]
+        outputs["energies"] = per_atom.mean(dim=1)
+        outputs["energy"] = members.mean(dim=1)
+        outputs["energy_ensemble"] = members
+        outputs["energy_uncertainty"] = spread(members) * self.energy_calibration.to(f64)
+        if system["positions"].requires_grad:  # derivatives follow: the potential pops this key
+            outputs["_forces_calibration"] = self.forces_calibration.to(f64)
+        return outputs
+
+
+def spread(members: Tensor) -> Tensor:
+    """Standard deviation over the last axis (population: divides by K), without NaN at 0."""
+    deviation = members - members.mean(dim=-1, keepdim=True)
+    return torch.sqrt((deviation * deviation).mean(dim=-1))
+
+
+def member_force_spread(members: Tensor, positions: Tensor, create_graph: bool) -> Tensor:
+    """Per-atom RMS over members and x, y, z of ``F_k - mean_k F_k`` [N] (uncalibrated).
+
+    ``members`` [B, K] must depend on ``positions`` [N, 3] through a graph that is kept: the
+    deviations sum to zero, so K - 1 backward passes give all K member deviations.
+    """
+    deviation = members - members.mean(dim=1, keepdim=True)
+    count = members.shape[1]
+    squares = torch.zeros_like(positions)
+    last = torch.zeros_like(positions)
+    for k in range(count - 1):
+        grads = torch.autograd.grad([deviation[:, k].sum()], [positions], retain_graph=True,
+                                    create_graph=create_graph, allow_unused=True)
+        grad = grads[0]
+        if grad is not None:
+            squares = squares + grad * grad
+            last = last - grad
+    squares = squares + last * last
+    return torch.sqrt(squares.sum(dim=-1) / (3.0 * count))
+
+
+def add_forces_uncertainty(out: Dict[str, Tensor], positions: Tensor, wanted: bool, create_graph: bool) -> None:
+    """Called by ``Potential._derivatives`` before the forces: pop the head's calibration and,
+    when ``wanted``, add ``forces_uncertainty`` [N] eV/Å."""
+    if "_forces_calibration" not in out:
+        return
+    calibration = out.pop("_forces_calibration")
+    if wanted and positions.requires_grad:
+        raw = member_force_spread(out["energy_ensemble"], positions, create_graph)
+        out["forces_uncertainty"] = raw * calibration.to(raw.dtype)
