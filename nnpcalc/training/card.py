@@ -22,6 +22,32 @@ def metrics_table(metrics: dict) -> str:
     return "\n".join(lines)
 
 
+def uncertainty_section(prov: dict) -> str:
+    """The ensemble head's calibration (validation split) and its coverage on the test split."""
+    calibration = prov.get("uncertainty")
+    if not calibration:
+        return ""
+    test = prov.get("test_metrics", {})
+    lines = ["", "## Uncertainty (shallow ensemble)",
+             "Calibrated on the validation split; coverage = fraction of errors within 1 and 2 predicted σ "
+             "(a Gaussian gives 68 % and 95 %); rank = Spearman correlation of |error| and σ.", "",
+             "| quantity | factor | val coverage 1σ / 2σ | test coverage 1σ / 2σ | test z RMS | test rank |",
+             "|---|---:|---:|---:|---:|---:|"]
+    for name in ("energy", "forces"):
+        if name in calibration:
+            val = calibration[name]
+            cov = [test.get(f"{name}_uncertainty_coverage_{b}sigma") for b in (1, 2)]
+            test_cov = " / ".join(f"{c:.2f}" for c in cov) if None not in cov else "—"
+            z, rank = test.get(f"{name}_uncertainty_z_rms"), test.get(f"{name}_uncertainty_rank_correlation")
+            lines.append(f"| {name} | {val['calibration']:.4g} | {val['coverage_1sigma']:.2f} / "
+                         f"{val['coverage_2sigma']:.2f} | {test_cov} | {_num(z)} | {_num(rank)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _num(value) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
 def write_card(model_path: str | Path, summary: str) -> Path:
     """Write ``NAME.md`` beside the model file from its metadata; ``summary`` opens the card."""
     model_path = Path(model_path)
@@ -47,7 +73,7 @@ def write_card(model_path: str | Path, summary: str) -> Path:
 
 ## Held-out test errors
 {metrics_table(prov['test_metrics'])}
-
+{uncertainty_section(prov)}
 ## Cost
 {training['epochs']} epochs in {training['seconds'] / 60:.1f} min on {training['machine']}, {training['threads']} torch threads, torch {training['torch']}.
 

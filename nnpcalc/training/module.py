@@ -11,6 +11,7 @@ import torch
 
 from ..nn.build import Architecture, build_potential
 from ..properties import torch_dtype
+from .calibration import Collector, scores
 from .tasks import Task, total_loss
 
 
@@ -25,8 +26,15 @@ class PotentialModule(pl.LightningModule):
         self.optim = config["trainer"]
         self.provenance: dict = {}
         self._sums: dict[str, list[float]] = {}
+        self._uncertainty = Collector()
 
-    def forward(self, batch: dict) -> dict:
+    def ensemble_head(self):
+        """The ensemble energy head (``nnpcalc.nn.uncertainty``), or None."""
+        from ..nn.uncertainty import EnsembleEnergyHead
+
+        return next((h for h in self.potential.heads if isinstance(h, EnsembleEnergyHead)), None)
+
+    def forward(self, batch: dict, uncertainty: bool = False) -> dict:
         positions = batch["positions"]
         for task in self.tasks:
             if task.head == "denoise":
@@ -39,6 +47,7 @@ class PotentialModule(pl.LightningModule):
         return self.potential.forward_batch(
             positions, batch["numbers"], batch["cell"], batch["pbc"], batch["charge"], batch["batch"],
             fidelity, batch["edge_index"], batch["shifts"], "forces" in outputs, "stress" in outputs,
+            uncertainty and "forces" in outputs,
         )
 
     def training_step(self, batch, index):
@@ -49,8 +58,11 @@ class PotentialModule(pl.LightningModule):
         return loss
 
     def _evaluate(self, batch, stage: str):
+        head = self.ensemble_head()
         with torch.enable_grad():  # forces are derivatives, also when validating
-            out = self(batch)
+            out = self(batch, uncertainty=head is not None)
+        if head is not None:
+            self._uncertainty.add(out, batch, float(head.forces_calibration))
         loss, _ = total_loss(self.tasks, out, batch)
         self.log(f"{stage}_loss", loss.detach(), batch_size=len(batch["natoms"]), prog_bar=True, sync_dist=True)
         for task in self.tasks:
@@ -75,9 +87,34 @@ class PotentialModule(pl.LightningModule):
 
     def on_validation_epoch_end(self):
         self._epoch_metrics()
+        self._calibrate()
 
     def on_test_epoch_end(self):
         self._epoch_metrics()
+        self._score_uncertainty()
+
+    def _calibrate(self):
+        """Set the ensemble head's calibration from this validation epoch (saved with the checkpoint)."""
+        result, self._uncertainty = self._uncertainty.result(), Collector()
+        head = self.ensemble_head()
+        if not result or head is None:
+            return
+        with torch.no_grad():
+            head.energy_calibration.fill_(result["energy"]["calibration"])
+            if "forces" in result:
+                head.forces_calibration.fill_(result["forces"]["calibration"])
+        self.provenance["uncertainty"] = {"split": "val"} | result
+
+    def _score_uncertainty(self):
+        """Test-split coverage of the calibrated uncertainty, logged as test metrics."""
+        head = self.ensemble_head()
+        if head is None:
+            return
+        factors = {"energy": float(head.energy_calibration), "forces": float(head.forces_calibration)}
+        result, self._uncertainty = self._uncertainty.result(factors), Collector()
+        metrics = {f"{name}_uncertainty_{key}": stats[key] for name, stats in result.items()
+                   for key in ("coverage_1sigma", "coverage_2sigma", "z_rms", "rank_correlation")}
+        self.log_dict(metrics)
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.optim["lr"], weight_decay=self.optim["weight_decay"])
@@ -91,3 +128,27 @@ class PotentialModule(pl.LightningModule):
 
     def on_load_checkpoint(self, checkpoint):
         self.provenance = checkpoint.get("nnpcalc_provenance", {})
+
+
+def initialise_from(module: PotentialModule, path) -> None:
+    """Start ``module`` from the weights of a model file or an nnpcalc training checkpoint
+    (fine-tuning): same architecture required; reference energies and calibration come along."""
+    from pathlib import Path
+
+    from .. import modelfile
+    from .data import DataError
+
+    path = Path(path)
+    if path.suffix == ".ckpt":
+        raw = torch.load(str(path), map_location="cpu", weights_only=True)
+        state = {k.removeprefix("potential."): v for k, v in raw["state_dict"].items()}
+    else:
+        scripted, _ = modelfile.load(path)
+        state = scripted.state_dict()
+    try:
+        module.potential.load_state_dict(state)  # copies into the module's own dtypes
+    except RuntimeError as err:
+        raise DataError(
+            f"init_from {path}: its weights do not fit this config's architecture ({str(err).splitlines()[0]}). "
+            "Use the architecture (and tasks) the file was trained with, or drop init_from to train from scratch."
+        ) from err

@@ -14,7 +14,13 @@ binary classification       ``{output: is_metal, head: classifier, metric: bce}`
 space-group classification  ``{output: spacegroup, head: classifier, num_classes: 230, metric: ce}``
 direct (gradient-free) F    ``{output: forces_direct, head: direct_forces, label: forces}``
 denoising pre-training      ``{output: noise, head: denoise, noise_std: 0.05}``
+energy uncertainty          ``{output: energy_ensemble, metric: nll}`` (an ensemble energy head)
 ==========================  ==================================================================
+
+``energy_ensemble`` makes the energy head a shallow ensemble (``nnpcalc.nn.uncertainty``; its
+label is ``energy``): ``nll`` fits the members' mean and spread to the energies (Gaussian
+negative log-likelihood per atom), ``mse`` fits every member to them. The energy and force
+tasks train the members' mean, which is the model's energy.
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ from torch.nn import functional as F
 
 from .data import ATOM_LABELS
 
-REGRESSION = ("mse", "mae", "huber")
+REGRESSION = ("mse", "mae", "huber", "nll")
+#: the output of an ensemble energy head: one energy per member [B, K]
+ENSEMBLE = "energy_ensemble"
 CLASSIFICATION = ("bce", "ce")
 
 
@@ -41,12 +49,16 @@ class Task:
     noise_std: float = 0.0
     unit: str = ""
     reduce: str = "mean"
+    members: int = 8  #: ensemble members (``energy_ensemble`` only)
 
     def __post_init__(self):
         if self.metric not in REGRESSION + CLASSIFICATION:
             raise ValueError(f"task {self.output!r}: unknown metric {self.metric!r}; choose from "
                              f"{', '.join(REGRESSION + CLASSIFICATION)}")
-        self.label = self.label or self.output
+        if self.metric == "nll" and self.output != ENSEMBLE:
+            raise ValueError(f"task {self.output!r}: metric 'nll' needs the ensemble's spread; "
+                             f"use it with output {ENSEMBLE!r}")
+        self.label = self.label or ("energy" if self.output == ENSEMBLE else self.output)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,9 +79,11 @@ class Task:
         if self.label in ATOM_LABELS or self.head in ("direct_forces", "denoise"):
             mask = mask[batch["batch"]]
         pred, ref = out[self.output][mask], batch["labels"][self.label][mask]
-        if self.output == "energy":
+        if self.output in ("energy", ENSEMBLE):
             natoms = batch["natoms"][mask]
-            pred, ref = pred / natoms, ref / natoms
+            pred, ref = pred / natoms.reshape(-1, *[1] * (pred.dim() - 1)), ref / natoms
+        if self.output == ENSEMBLE:
+            ref = ref.unsqueeze(-1)  # [B, 1] against the members [B, K]
         return pred, ref
 
     def loss(self, out: dict, batch: dict) -> torch.Tensor:
@@ -80,6 +94,8 @@ class Task:
             return F.binary_cross_entropy_with_logits(pred[:, 0], ref.to(pred.dtype))
         if self.metric == "ce":
             return F.cross_entropy(pred, ref.long())
+        if self.metric == "nll":
+            return gaussian_nll(pred, ref.to(pred.dtype))
         diff = pred - ref.to(pred.dtype)
         if self.metric == "mae":
             return diff.abs().mean()
@@ -96,9 +112,19 @@ class Task:
             if self.metric in CLASSIFICATION:
                 guess = (pred[:, 0] > 0).long() if self.metric == "bce" else pred.argmax(-1)
                 return {f"{self.output}_accuracy": (float((guess == ref.long()).sum()), ref.numel())}
+            if self.output == ENSEMBLE:  # score the members' mean
+                pred = pred.mean(dim=-1, keepdim=True)
             diff = (pred.double() - ref.double()).reshape(-1)
             return {f"{self.output}_mae": (float(diff.abs().sum()), diff.numel()),
                     f"{self.output}_mse": (float((diff**2).sum()), diff.numel())}
+
+
+def gaussian_nll(members, ref, floor: float = 1e-8):
+    """Mean Gaussian negative log-likelihood of ``ref`` [B, 1] under the members' mean and
+    variance [B, K] (constant dropped); ``floor`` keeps the variance positive."""
+    mean = members.mean(dim=-1, keepdim=True)
+    variance = ((members - mean) ** 2).mean(dim=-1, keepdim=True) + floor
+    return 0.5 * (torch.log(variance) + (ref - mean) ** 2 / variance).mean()
 
 
 def total_loss(tasks: list[Task], out: dict, batch: dict) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -110,7 +136,8 @@ def heads_for(tasks: list[Task]) -> list:
     """The head list a task list needs: energy always; charges, then the (parameter-free)
     dipole head whenever charges are learned; the named heads."""
     outputs = {t.output for t in tasks}
-    heads: list = ["energy"]
+    ensemble = next((t for t in tasks if t.output == ENSEMBLE), None)
+    heads: list = [{"kind": ENSEMBLE, "members": ensemble.members} if ensemble else "energy"]
     if outputs & {"charges", "dipole"}:
         heads += ["charges", "dipole"]
     return heads + [spec for spec in (t.head_spec() for t in tasks) if spec is not None]

@@ -6,6 +6,8 @@ are filled in from the data and tasks when omitted), ``tasks`` (see
 :class:`~nnpcalc.training.tasks.Task`), ``trainer`` (see :data:`TRAINER_DEFAULTS`) and, optionally,
 ``run_dir`` (checkpoints and logs), ``output`` (the exported model file) and ``summary``
 (opens the model card). A run resumes from ``run_dir/checkpoints/last.ckpt`` when it exists.
+``init_from`` (a model file or checkpoint of the same architecture) fine-tunes instead of
+starting from random weights.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ TRAINER_DEFAULTS = {
     "lr_factor": 0.5, "lr_patience": 5, "clip_grad": 10.0, "patience": 20, "dtype": "float32",
     "devices": 1, "num_nodes": 1, "strategy": "auto", "accelerator": "cpu", "progress": True,
 }
-TOP_LEVEL = {"name", "seed", "data", "architecture", "tasks", "trainer", "run_dir", "output", "summary"}
+TOP_LEVEL = {"name", "seed", "data", "architecture", "tasks", "trainer", "run_dir", "output", "summary", "init_from"}
 
 
 def load_config(config: str | Path | dict) -> dict:
@@ -181,7 +183,11 @@ def train(config: str | Path | dict, **trainer_overrides) -> dict:
              for f, lab in zip(frames, labels)]
     last = run_dir / "checkpoints" / "last.ckpt"
     resumed = last.is_file()
-    if not resumed:
+    if not resumed and config.get("init_from"):  # fine-tune: weights and reference energies from a file
+        from .module import initialise_from
+
+        initialise_from(module, config["init_from"])
+    elif not resumed:
         prepare_reference_energies(module, frames, labels, parts["train"], spec)
     module.provenance = {"data": file_hashes(spec), "split": {k: len(v) for k, v in parts.items()} | {"seed": config["seed"]}}
     train_loader, val_loader, test_loader = loaders(items, parts, config["trainer"]["batch_size"], config["seed"])
