@@ -21,15 +21,23 @@ class NNPCalculator(Calculator):
         dtype: "float32" or "float64"; the calculator's own precision.
         fidelity: which fidelity (name or index) of a multi-fidelity model to predict.
         neighbors: neighbour-list back-end ("auto", "vesin", "torch"); see nnpcalc.neighbors.
+        uncertainty: also compute ``forces_uncertainty`` at every call (models with an ensemble
+            energy head; K - 1 extra backward passes). ``energy_uncertainty`` is always there
+            for such models; ``atoms.calc.get_property("forces_uncertainty")`` asks for it once.
+        warn_uncertainty: warn (:class:`~nnpcalc.errors.UncertaintyWarning`) when a structure's
+            uncertainty exceeds this many times the largest seen on the model's validation split;
+            0 never warns.
 
     The total charge is read from ``atoms.info["charge"]`` (default 0); changing it triggers
     a new calculation. Stress is reported for periodic structures only.
     """
 
-    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "charges", "dipole"]
+    implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "charges", "dipole",
+                              "energy_uncertainty", "forces_uncertainty"]
 
     def __init__(self, model: str | Path | Model | None = None, *, device="cpu", dtype="float32",
-                 fidelity: str | int | None = None, neighbors: str = "auto", **kwargs):
+                 fidelity: str | int | None = None, neighbors: str = "auto", uncertainty: bool = False,
+                 warn_uncertainty: float = 5.0, **kwargs):
         super().__init__(**kwargs)
         if not isinstance(model, Model):
             model = Model(model, device=device, dtype=dtype, neighbors=neighbors)
@@ -37,6 +45,7 @@ class NNPCalculator(Calculator):
         self.fidelity = fidelity
         self.model.fidelity_index(fidelity)  # fail now, not at the first step
         self._charge: float | None = None
+        self.uncertainty, self.warn_uncertainty = uncertainty, warn_uncertainty
 
     def check_state(self, atoms, tol=1e-15):
         changes = super().check_state(atoms, tol)
@@ -47,7 +56,9 @@ class NNPCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         periodic = bool(self.atoms.pbc.any())
-        (out,) = self.model.compute([self.atoms], [_total_charge(self.atoms)], self.fidelity, stress=periodic)
+        uncertainty = self.uncertainty or "forces_uncertainty" in properties
+        (out,) = self.model.compute([self.atoms], [_total_charge(self.atoms)], self.fidelity, stress=periodic,
+                                    uncertainty=uncertainty)
         self.store(self.atoms, out)
 
     def store(self, atoms, out: dict[str, np.ndarray]) -> None:
@@ -55,6 +66,7 @@ class NNPCalculator(Calculator):
         self.atoms = atoms.copy()
         self._charge = _total_charge(atoms)
         self.results = _ase_results(out, bool(atoms.pbc.any()))
+        _warn_if_outside(out, self.model.metadata, len(atoms), self.warn_uncertainty)
 
 
 def calculate_batch(structures) -> None:
@@ -69,7 +81,8 @@ def calculate_batch(structures) -> None:
         raise ValueError("calculate_batch needs every structure on an NNPCalculator sharing one Model and fidelity")
     charges = [_total_charge(atoms) for atoms in structures]
     stress = any(bool(atoms.pbc.any()) for atoms in structures)
-    for calc, atoms, out in zip(calcs, structures, model.compute(structures, charges, calcs[0].fidelity, stress=stress)):
+    outputs = model.compute(structures, charges, calcs[0].fidelity, stress=stress, uncertainty=calcs[0].uncertainty)
+    for calc, atoms, out in zip(calcs, structures, outputs):
         calc.store(atoms, out)
 
 
@@ -84,7 +97,21 @@ def _ase_results(out: dict[str, np.ndarray], periodic: bool) -> dict:
     results["forces"] = out["forces"].astype(float)
     if periodic and "stress" in out:
         results["stress"] = full_3x3_to_voigt_6_stress(out["stress"].astype(float))
-    for key in ("charges", "dipole"):
+    for key in ("charges", "dipole", "forces_uncertainty"):
         if key in out:
             results[key] = out[key].astype(float)
+    if "energy_uncertainty" in out:
+        results["energy_uncertainty"] = float(out["energy_uncertainty"])
     return results
+
+
+def _warn_if_outside(out: dict, metadata: dict, natoms: int, factor: float) -> None:
+    from .nn.uncertainty import far_outside
+
+    message = far_outside(out, metadata, natoms, factor)
+    if message:
+        import warnings
+
+        from .errors import UncertaintyWarning
+
+        warnings.warn(message, UncertaintyWarning, stacklevel=3)

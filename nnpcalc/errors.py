@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ase.calculators.calculator import PropertyNotImplementedError
+
 
 class NNPError(Exception):
     """Base class of every nnpcalc error."""
@@ -32,6 +34,24 @@ class UnknownModelError(NNPError, ValueError):
     """A model name that is neither a file nor a shipped model."""
 
 
+class InvalidChargeError(NNPError, ValueError):
+    """A total charge that is not a finite number, beyond what the atoms can carry, or stated
+    twice with two values (``atoms.info["charge"]`` and pymatgen's ``atoms.charge``)."""
+
+
+class DeviceError(NNPError, ValueError):
+    """A torch device that this machine does not have (``"cuda"`` without CUDA, ...)."""
+
+
+class UnknownOptionError(NNPError, TypeError):
+    """A keyword an API does not take (it would otherwise be silently ignored)."""
+
+
+class StressUnavailableError(NNPError, PropertyNotImplementedError):
+    """Stress asked of a structure whose cell has no volume (a molecule, a wire or tube whose
+    open axes have zero-length vectors): there is no strain to differentiate by."""
+
+
 class EngineSetupError(NNPError, ValueError):
     """An engine (LAMMPS, i-PI, torch-sim) is set up in a way the model cannot serve."""
 
@@ -47,3 +67,12 @@ class RunDirectoryError(NNPError, ValueError):
 
 class CheckpointError(RunDirectoryError):
     """A run's ``checkpoint.npz`` is damaged, truncated or does not match its ``run.json``."""
+
+
+class UncertaintyWarning(UserWarning):
+    """A prediction's uncertainty is far above what the model was validated on."""
+
+
+class OutputPathError(NNPError, ValueError):
+    """An output location that cannot be written: its folder is missing or read-only, or a
+    directory stands where a file is wanted. Checked before the work, not after."""

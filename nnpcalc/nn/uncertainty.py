@@ -119,3 +119,28 @@ def add_forces_uncertainty(out: Dict[str, Tensor], positions: Tensor, wanted: bo
     if wanted and positions.requires_grad:
         raw = member_force_spread(out["energy_ensemble"], positions, create_graph)
         out["forces_uncertainty"] = raw * calibration.to(raw.dtype)
+
+
+def far_outside(out: dict, metadata: dict, natoms: int, factor: float) -> str | None:
+    """Why one structure's predicted uncertainty is far outside what the model was validated on
+    (more than ``factor`` times the largest calibrated sigma of its validation split), or None.
+
+    Reads the statistics training records in the metadata (``provenance["uncertainty"]``);
+    a model without them, or ``factor <= 0``, never warns.
+    """
+    stats = metadata.get("provenance", {}).get("uncertainty", {})
+    if factor <= 0 or "energy_uncertainty" not in out or "energy" not in stats:
+        return None
+    found = []
+    per_atom = float(out["energy_uncertainty"]) / max(natoms, 1)
+    if per_atom > factor * stats["energy"]["sigma_max"]:
+        found.append(f"energy uncertainty {per_atom * 1e3:.3g} meV/atom (validation max "
+                     f"{stats['energy']['sigma_max'] * 1e3:.3g})")
+    if "forces_uncertainty" in out and "forces" in stats and len(out["forces_uncertainty"]):
+        worst = float(max(out["forces_uncertainty"]))
+        if worst > factor * stats["forces"]["sigma_max"]:
+            found.append(f"force uncertainty {worst:.3g} eV/Å (validation max {stats['forces']['sigma_max']:.3g})")
+    if not found:
+        return None
+    return ("structure far outside the training data: " + "; ".join(found) + f" (> {factor:g}x). "
+            "Its predictions may be wrong: label it and add it to the training data (`nnp learn`).")
