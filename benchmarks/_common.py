@@ -33,7 +33,7 @@ def setup(description: str, extra=None) -> argparse.Namespace:
     parser.add_argument(
         "--allocator", choices=["tuned", "system"], default="tuned",
         help="tuned: nnpcalc.allocator.keep_freed_memory() for the whole process, so every engine "
-        "runs with it (what a loaded nnpcalc model sets); system: glibc's defaults for every engine",
+        "runs with it (what `nnp` sets); system: glibc's defaults for every engine",
     )
     if extra:
         extra(parser)
@@ -46,10 +46,12 @@ def setup(description: str, extra=None) -> argparse.Namespace:
     import torch
 
     from nnpcalc.allocator import keep_freed_memory
+    from nnpcalc.threads import set_program_policy
 
     torch.set_num_threads(args.threads)
     torch.set_num_interop_threads(1)
     tuned = keep_freed_memory()  # a no-op with NNPCALC_MALLOC=system
+    set_program_policy("auto")  # nnpcalc models: small graphs on one thread, as under `nnp`
     print(f"# {machine()} | torch {torch.__version__} | threads {args.threads} | OMP_WAIT_POLICY=PASSIVE"
           f" | allocator {'tuned (keep freed memory)' if tuned else 'system default'}")
     return args

@@ -53,7 +53,6 @@ def profile(wname, args):
     from ase.md.verlet import VelocityVerlet
 
     import nnpcalc.runtime as runtime
-    from nnpcalc import modelfile
 
     calc = C.nnpcalc_calculator()
     model, times = calc.model, defaultdict(float)
@@ -75,8 +74,7 @@ def profile(wname, args):
             steps.append(time.perf_counter() - t0)
             inputs = model._batch_inputs.fn([atoms], None, None)
             graph = nl(inputs[0], inputs[2], inputs[3], inputs[5], model.cutoff, model.neighbors)
-            serial = 1 if graph[0].shape[1] < model.serial_pairs else None  # as Model.compute does
-            with modelfile.calling(), runtime.torch_threads(serial):
+            with model._calling(graph[0].shape[1]):  # as Model.compute calls: same threads
                 t0 = time.perf_counter()
                 module.forward_batch(*inputs, *graph, compute_forces=False, compute_stress=False)
                 forward_only.append(time.perf_counter() - t0)

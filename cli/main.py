@@ -1,5 +1,9 @@
 """Entry point of `nnp`. Imports no torch: each command's module loads on first use.
 
+The program's process-wide choices are made here, once, before a command runs: glibc keeps
+freed memory for reuse (``nnpcalc.allocator``; ``NNPCALC_MALLOC=system`` opts out) and models
+use the "auto" thread policy (``nnpcalc.threads``: small graphs on one torch thread).
+
 Errors a command raises become one line (``Error: ...``) and exit status 1; ``nnp --debug
 COMMAND`` shows the traceback instead.
 """
@@ -59,3 +63,7 @@ def one_line(err: Exception) -> str:
 @click.option("--debug", is_flag=True, help="Show the full traceback of an error instead of one line.")
 def main(debug):
     """nnpcalc: run neural-network interatomic potentials."""
+    from nnpcalc import allocator, threads
+
+    allocator.keep_freed_memory()
+    threads.set_program_policy("auto")
