@@ -1,4 +1,5 @@
-"""`nnp eval MODEL DATA`: MAE and RMSE per property, and a parity plot."""
+"""`nnp eval MODEL DATA`: MAE and RMSE per property, a parity plot and, for models with an
+uncertainty head, predicted-vs-actual error and a calibration plot."""
 
 from __future__ import annotations
 
@@ -12,11 +13,13 @@ from ._options import dtype_option, quiet_option, show_progress, table
 @click.argument("data", type=click.Path(exists=True, dir_okay=False))
 @click.option("--parity", default="parity.png", show_default=True, type=click.Path(dir_okay=False),
               help="Parity plot (PNG); '' for none.")
+@click.option("--calibration", default="calibration.png", show_default=True, type=click.Path(dir_okay=False),
+              help="Calibration plot (PNG) of models with uncertainty outputs; '' for none.")
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Structures per model call.")
 @click.option("--fidelity", default=None, help="Fidelity of a multi-fidelity model (name or index).")
 @dtype_option
 @quiet_option
-def command(model, data, parity, batch_size, fidelity, dtype, quiet):
+def command(model, data, parity, calibration, batch_size, fidelity, dtype, quiet):
     """Score MODEL on the labelled structures in DATA (ref_* keys or stored energy/forces)."""
     from nnpcalc.workflows.evaluate import evaluate
 
@@ -31,3 +34,10 @@ def command(model, data, parity, batch_size, fidelity, dtype, quiet):
     click.echo(f"{result.frames} structures")
     if parity:
         click.echo(f"wrote {result.plot_parity(parity)}")
+    if result.uncertainty:
+        rows = [[name, s["error_rms"], s["sigma_mean"], s["coverage_1sigma"], s["coverage_2sigma"], s["z_rms"],
+                 s["rank_correlation"]] for name, s in result.uncertainty_scores().items()]
+        click.echo("predicted uncertainty against actual error (a calibrated model: 1σ 0.68, 2σ 0.95, z RMS 1)")
+        click.echo(table(["property", "RMS error", "mean σ", "within 1σ", "within 2σ", "z RMS", "rank corr."], rows))
+        if calibration:
+            click.echo(f"wrote {result.plot_calibration(calibration)}")

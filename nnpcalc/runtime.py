@@ -150,12 +150,11 @@ class Model:
                                        batch, fid, *graph, compute_forces=forces, compute_stress=stress)
         return {key: value.detach() for key, value in out.items()}
 
+    @contextlib.contextmanager
     def _calling(self, num_pairs: int):
         """The context of one call: ``modelfile.calling()`` and this model's thread policy."""
-        stack = contextlib.ExitStack()
-        stack.enter_context(modelfile.calling())
-        stack.enter_context(torch_threads(threads_for(self.threads, num_pairs, self.serial_pairs)))
-        return stack
+        with modelfile.calling(), torch_threads(threads_for(self.threads, num_pairs, self.serial_pairs)):
+            yield
 
     def _module_for(self, num_pairs: int):
         """The file's module, or for a large graph the rebuilt eager one with chunked pairs."""

@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from typing import Dict
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -144,3 +145,37 @@ def far_outside(out: dict, metadata: dict, natoms: int, factor: float) -> str | 
         return None
     return ("structure far outside the training data: " + "; ".join(found) + f" (> {factor:g}x). "
             "Its predictions may be wrong: label it and add it to the training data (`nnp learn`).")
+
+
+# -- calibration and scoring (numpy): shared by training, `nnp eval` and `nnp learn` --------------
+
+#: z-score bands reported as coverage: the fraction of errors within 1 and 2 predicted sigma
+BANDS = (1.0, 2.0)
+
+
+def summarise(error: np.ndarray, raw_sigma: np.ndarray) -> dict:
+    """Calibration factor, coverage after calibration and the calibrated sigma's spread."""
+    raw_sigma = np.maximum(raw_sigma, 1e-12)
+    alpha = float(np.sqrt(np.mean((error / raw_sigma) ** 2)))
+    return {"calibration": alpha} | scores(error, alpha * raw_sigma)
+
+
+def scores(error: np.ndarray, sigma: np.ndarray) -> dict:
+    """How well ``sigma`` (calibrated) predicts ``|error|``: coverage, z RMS, Spearman rank."""
+    sigma = np.maximum(sigma, 1e-12)
+    z = np.abs(error) / sigma
+    result = {f"coverage_{b:g}sigma": float(np.mean(z <= b)) for b in BANDS}
+    result |= {"z_rms": float(np.sqrt(np.mean(z**2))), "count": int(error.size),
+               "sigma_mean": float(np.mean(sigma)), "sigma_p99": float(np.quantile(sigma, 0.99)),
+               "sigma_max": float(np.max(sigma)), "error_rms": float(np.sqrt(np.mean(error**2)))}
+    result["rank_correlation"] = spearman(np.abs(error), sigma)
+    return result
+
+
+def spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman rank correlation (0 for fewer than 3 values)."""
+    if a.size < 3:
+        return 0.0
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    value = float(np.corrcoef(ra, rb)[0, 1])
+    return value if np.isfinite(value) else 0.0

@@ -24,7 +24,8 @@ import torch
 from .. import modelfile
 from ..errors import InvalidStructureError, UnknownElementError
 from ..properties import dtype_name
-from ..runtime import Model, torch_threads
+from ..runtime import Model
+from ..threads import torch_threads
 from . import topology as topo
 from . import wrapper
 

@@ -20,7 +20,7 @@ import openmm.unit as unit
 from ase import Atoms
 
 from ..units import EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
-from ..runtime import torch_threads
+from ..threads import torch_threads
 from .system import create_system
 
 ENSEMBLES = ("nve", "nvt-langevin", "npt")

@@ -13,8 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-#: z-score bands reported as coverage: the fraction of errors within 1 and 2 predicted sigma
-BANDS = (1.0, 2.0)
+from ..nn.uncertainty import scores, summarise
 
 
 class Collector:
@@ -51,30 +50,3 @@ class Collector:
                 out[name] = (summarise(error, raw) if calibration is None
                              else scores(error, calibration[name] * np.maximum(raw, 1e-12)))
         return out
-
-
-def summarise(error: np.ndarray, raw_sigma: np.ndarray) -> dict:
-    """Calibration factor, coverage after calibration and the calibrated sigma's spread."""
-    raw_sigma = np.maximum(raw_sigma, 1e-12)
-    alpha = float(np.sqrt(np.mean((error / raw_sigma) ** 2)))
-    return {"calibration": alpha} | scores(error, alpha * raw_sigma)
-
-
-def scores(error: np.ndarray, sigma: np.ndarray) -> dict:
-    """How well ``sigma`` (calibrated) predicts ``|error|``: coverage, z RMS, Spearman rank."""
-    sigma = np.maximum(sigma, 1e-12)
-    z = np.abs(error) / sigma
-    result = {f"coverage_{b:g}sigma": float(np.mean(z <= b)) for b in BANDS}
-    result |= {"z_rms": float(np.sqrt(np.mean(z**2))), "count": int(error.size),
-               "sigma_mean": float(np.mean(sigma)), "sigma_p99": float(np.quantile(sigma, 0.99)),
-               "sigma_max": float(np.max(sigma)), "error_rms": float(np.sqrt(np.mean(error**2)))}
-    result["rank_correlation"] = spearman(np.abs(error), sigma)
-    return result
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    """Spearman rank correlation (0 for fewer than 3 values)."""
-    if a.size < 3:
-        return 0.0
-    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-    return float(np.corrcoef(ra, rb)[0, 1])
