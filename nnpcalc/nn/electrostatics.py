@@ -1,0 +1,213 @@
+"""Long-range electrostatics from the model's own charges, inside the model file.
+
+The term adds the Coulomb energy of the charge head's charges ``q`` (e) to the energy head's:
+
+    E = k/2 Σ_{i≠j, images} q_i q_j (1 − s(r_ij)) / r_ij,    k = e²/(4πε₀) = 14.40 eV·Å
+
+``s(r) = 1 − 10x³ + 15x⁴ − 6x⁵`` (x = r / r_d, C² smooth) switches the Coulomb interaction
+off below the damping radius ``r_d`` (default: the model's cutoff) and is exactly 0 beyond it:
+inside the cutoff the network learns the whole short-range energy, beyond it the energy is
+bare Coulomb. ``r_d = 0`` gives bare Coulomb everywhere.
+
+* Molecules (``pbc`` all False): a direct sum over every pair of the structure, O(N²).
+* Periodic cells (``pbc`` all True, any triclinic cell): Ewald summation. A tolerance δ
+  (``accuracy``) and a real-space cutoff ``r_c`` set the split ``α = √(−ln δ) / r_c`` and the
+  reciprocal cutoff ``k_c = 2α√(−ln δ)``, so both truncation errors are ~δ. A charged cell gets
+  the neutralising background −πkQ²/(2Vα²) (as pymatgen's ``EwaldSummation``).
+* Slabs and wires (mixed ``pbc``) are refused: a 2D correction is not implemented.
+
+Everything is pure torch and TorchScript-able; forces and stress come from the model's one
+autograd pass (positions and the strained ``system["cell"]``). Per-atom energies: each pair's
+energy is split evenly; reciprocal-space energy is q_i φ_i / 2; background evenly.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Dict, Tuple
+
+import torch
+from torch import Tensor
+
+from .. import graph
+from ..units import COULOMB_EV_ANGSTROM
+from .graph_ops import scatter_sum
+from .heads import Head
+
+#: the values of the architecture option ``electrostatics``
+METHODS = ("none", "coulomb", "ewald")
+
+
+def switch(r: Tensor, radius: float) -> Tensor:
+    """s(r): 1 at r = 0, 0 from ``radius`` on, C² smoothstep in between (0 everywhere if radius ≤ 0)."""
+    if radius <= 0.0:
+        return torch.zeros_like(r)
+    x = (r / radius).clamp(max=1.0)
+    return 1.0 - x * x * x * (10.0 - 15.0 * x + 6.0 * x * x)
+
+
+def damped_kernel(r: Tensor, radius: float) -> Tensor:
+    """(1 − s(r)) / r [1/Å], without dividing by small r (x²(10 − 15x + 6x²)/r_d below r_d)."""
+    if radius <= 0.0:
+        return 1.0 / r
+    x = r / radius
+    inside = x < 1.0
+    xs = torch.where(inside, x, torch.zeros_like(x))
+    near = xs * xs * (10.0 - 15.0 * xs + 6.0 * xs * xs) / radius
+    return torch.where(inside, near, 1.0 / torch.where(inside, torch.ones_like(r), r))
+
+
+def ewald_parameters(accuracy: float, cutoff: float) -> Tuple[float, float]:
+    """(α [1/Å], k_c [1/Å]) for tolerance ``accuracy`` and real-space ``cutoff`` [Å]."""
+    s = math.sqrt(-math.log(accuracy))
+    alpha = s / cutoff
+    return alpha, 2.0 * alpha * s
+
+
+def direct_energies(positions: Tensor, charges: Tensor, radius: float) -> Tensor:
+    """Per-atom damped Coulomb energies [N] (in units of k: e²/Å) of one molecule (every pair, no images)."""
+    n = positions.shape[0]
+    pair = torch.triu_indices(n, n, 1, device=positions.device)
+    i, j = pair[0], pair[1]
+    vec = positions[j] - positions[i]
+    r = torch.sqrt((vec * vec).sum(-1))
+    half = 0.5 * charges[i] * charges[j] * damped_kernel(r, radius)
+    return scatter_sum(half, i, n) + scatter_sum(half, j, n)
+
+
+def real_space(positions: Tensor, charges: Tensor, cell: Tensor, alpha: float, cutoff: float,
+               radius: float) -> Tensor:
+    """Per-atom real-space Ewald energies [N] (e²/Å): ½ Σ_j,n q_i q_j (erfc(αr) − s(r)) / r, r < cutoff."""
+    n = positions.shape[0]
+    batch = torch.zeros(n, dtype=torch.long, device=positions.device)
+    pbc = torch.ones(1, 3, dtype=torch.bool, device=positions.device)
+    edge_index, shifts = graph.neighbor_list(positions, cell.unsqueeze(0), pbc, batch, 1, cutoff)
+    vec = graph.edge_vectors(positions, cell.unsqueeze(0), batch, edge_index, shifts)
+    r = torch.sqrt((vec * vec).sum(-1))
+    i, j = edge_index[0], edge_index[1]
+    kernel = (torch.erfc(alpha * r) - switch(r, radius)) / r
+    return scatter_sum(0.5 * charges[i] * charges[j] * kernel, i, n)
+
+
+def k_vectors(cell: Tensor, k_cut: float) -> Tensor:
+    """Reciprocal vectors k = 2π m B (B = cell⁻ᵀ) with 0 < |k| ≤ k_cut, one of each ±k pair [K,3]."""
+    reciprocal = 2.0 * math.pi * torch.linalg.inv(cell).transpose(0, 1)  # rows b_i, a_i·b_j = 2πδ_ij
+    with torch.no_grad():
+        # |m_i| = |k·a_i| / 2π ≤ k_cut |a_i| / 2π
+        reach = torch.ceil(k_cut * torch.linalg.norm(cell.detach(), dim=1) / (2.0 * math.pi)).to(torch.long)
+        axes = [torch.arange(-int(reach[a]), int(reach[a]) + 1, device=cell.device) for a in range(3)]
+        grid = torch.meshgrid(axes[0], axes[1], axes[2], indexing="ij")
+        m = torch.stack([g.reshape(-1) for g in grid], dim=1)
+        # half space: the first non-zero component is positive (k and −k give the same term)
+        half = (m[:, 0] > 0) | ((m[:, 0] == 0) & ((m[:, 1] > 0) | ((m[:, 1] == 0) & (m[:, 2] > 0))))
+        m = m[half].to(cell.dtype)
+        k = m @ reciprocal.detach()
+        m = m[(k * k).sum(-1) <= k_cut * k_cut]
+    return m @ reciprocal
+
+
+def reciprocal_space(positions: Tensor, charges: Tensor, cell: Tensor, alpha: float, k_cut: float) -> Tensor:
+    """Per-atom reciprocal Ewald energies [N] (e²/Å): (2π/V) Σ_k e^{−k²/4α²}/k² q_i Re(e^{ik·r_i} S(k)*)."""
+    k = k_vectors(cell, k_cut)
+    volume = torch.linalg.det(cell).abs()
+    k2 = (k * k).sum(-1)
+    weight = 2.0 * torch.exp(-k2 / (4.0 * alpha * alpha)) / k2  # 2: both k and −k
+    phase = positions @ k.transpose(0, 1)  # [N, K]
+    cos, sin = torch.cos(phase), torch.sin(phase)
+    s_cos, s_sin = charges @ cos, charges @ sin  # structure factor S(k) = Σ q e^{ik·r}
+    potential = cos @ (weight * s_cos) + sin @ (weight * s_sin)
+    return (2.0 * math.pi / volume) * charges * potential
+
+
+def ewald_energies(positions: Tensor, charges: Tensor, cell: Tensor, accuracy: float, cutoff: float,
+                   radius: float) -> Tensor:
+    """Per-atom damped Coulomb energies [N] (e²/Å) of one periodic cell, by Ewald summation."""
+    alpha, k_cut = ewald_parameters(accuracy, cutoff)
+    energies = real_space(positions, charges, cell, alpha, cutoff, radius)
+    energies = energies + reciprocal_space(positions, charges, cell, alpha, k_cut)
+    energies = energies - alpha / math.sqrt(math.pi) * charges * charges
+    volume = torch.linalg.det(cell).abs()
+    total = charges.sum()
+    background = -math.pi * total * total / (2.0 * volume * alpha * alpha)
+    return energies + background / positions.shape[0]
+
+
+class Electrostatics(Head):
+    """Adds the damped Coulomb energy of ``outputs["charges"]`` to ``energy`` and ``energies``.
+
+    Args:
+        method: "coulomb" (molecules only) or "ewald" (molecules and periodic cells).
+        damping_radius: r_d [Å] below which the network keeps the interaction (0: bare Coulomb).
+        accuracy: Ewald tolerance δ (relative truncation error of each Ewald sum).
+        ewald_cutoff: Ewald real-space cutoff r_c [Å], ≥ damping_radius.
+    """
+
+    name = "electrostatics"
+    outputs: tuple = ()  # adds to "energy" and "energies", declares no output of its own
+
+    def __init__(self, method: str, damping_radius: float, accuracy: float = 1e-6, ewald_cutoff: float = 10.0):
+        super().__init__()
+        if method not in METHODS[1:]:
+            raise ValueError(f"electrostatics must be one of {', '.join(METHODS)}, got {method!r}")
+        if not 0.0 < accuracy < 1.0:
+            raise ValueError(f"electrostatics accuracy must be in (0, 1), e.g. 1e-6; got {accuracy}")
+        if damping_radius < 0.0 or ewald_cutoff < damping_radius:
+            raise ValueError(
+                f"electrostatics needs 0 <= damping_radius <= ewald_cutoff; got {damping_radius} "
+                f"and {ewald_cutoff} (Å)"
+            )
+        self.periodic = method == "ewald"
+        self.damping_radius = float(damping_radius)
+        self.accuracy = float(accuracy)
+        self.ewald_cutoff = float(ewald_cutoff)
+        self.coulomb = float(COULOMB_EV_ANGSTROM)  # eV·Å
+
+    def forward(self, x: Tensor, system: Dict[str, Tensor], outputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        charges, batch = outputs["charges"], system["batch"]
+        positions, cell = system["positions"].to(charges.dtype), system["cell"].to(charges.dtype)
+        self._check(system["pbc"])
+        energies = torch.zeros_like(charges)
+        for b in range(cell.shape[0]):
+            atoms = (batch == b).nonzero().squeeze(1)
+            pos, q = positions[atoms], charges[atoms]
+            if bool(system["pbc"][b].any()):
+                part = ewald_energies(pos, q, cell[b], self.accuracy, self.ewald_cutoff, self.damping_radius)
+            else:
+                part = direct_energies(pos, q, self.damping_radius)
+            energies = energies.index_add(0, atoms, part)
+        energies = self.coulomb * energies.to(torch.float64)
+        outputs["energies"] = outputs["energies"] + energies
+        outputs["energy"] = outputs["energy"] + scatter_sum(energies, batch, cell.shape[0])
+        return outputs
+
+    def _check(self, pbc: Tensor) -> None:
+        """Refuse slabs (always) and periodic cells (for "coulomb"), naming the fix."""
+        periodic = pbc.any(dim=1)
+        if bool((periodic & ~pbc.all(dim=1)).any()):
+            raise ValueError(
+                "nnpcalc model: its electrostatics serves molecules (pbc all False) and fully "
+                "periodic cells (pbc all True), not slabs or wires (mixed pbc): set all three "
+                "pbc flags, with vacuum along the open axis, or use a model without electrostatics"
+            )
+        if not self.periodic and bool(periodic.any()):
+            raise ValueError(
+                "nnpcalc model: its electrostatics is 'coulomb' (molecules only); periodic cells "
+                "need a model built with electrostatics 'ewald'"
+            )
+
+
+def make_electrostatics(method: str, options: dict, cutoff: float):
+    """The energy term for architecture option ``electrostatics`` (None for "none")."""
+    if method not in METHODS:
+        raise ValueError(f"electrostatics must be one of {', '.join(METHODS)}, got {method!r}")
+    if method == "none":
+        return None
+    options = dict(options)
+    radius = float(options.pop("damping_radius", cutoff))
+    cutoff_real = float(options.pop("ewald_cutoff", max(10.0, radius)))
+    accuracy = float(options.pop("accuracy", 1e-6))
+    if options:
+        raise ValueError(
+            f"unknown electrostatics option(s) {sorted(options)}; known: damping_radius, accuracy, ewald_cutoff"
+        )
+    return Electrostatics(method, radius, accuracy, cutoff_real)
