@@ -56,6 +56,11 @@ class EngineSetupError(NNPError, ValueError):
     """An engine (LAMMPS, i-PI, torch-sim) is set up in a way the model cannot serve."""
 
 
+class DispersionError(NNPError, ValueError):
+    """A dispersion correction that would count dispersion twice (the model's reference method
+    already has it, e.g. GFN2-xTB) or that does not apply (unknown method, not a functional)."""
+
+
 class SimulationError(NNPError, RuntimeError):
     """A simulation went beyond sane (exploding forces or temperature); its output so far is kept."""
 

@@ -100,6 +100,24 @@ class Model:
                     "volume along its periodic directions; set a cell with atoms.set_cell(...) or "
                     "turn periodicity off with atoms.pbc = False."
                 )
+        self._check_electrostatics(atoms)
+
+    def _check_electrostatics(self, atoms: Atoms) -> None:
+        """A model with long-range electrostatics serves molecules, and full cells with 'ewald'."""
+        method = self.metadata["architecture"].get("electrostatics", "none")
+        if method == "none" or not atoms.pbc.any():
+            return
+        if not atoms.pbc.all():
+            raise InvalidStructureError(
+                f"model {self.path.name} has long-range electrostatics ({method}), which serves "
+                f"molecules and fully periodic cells, not slabs or wires (pbc={atoms.pbc.tolist()}): "
+                "make the cell periodic in all three directions with vacuum along the open axis."
+            )
+        if method == "coulomb":
+            raise InvalidStructureError(
+                f"model {self.path.name} has electrostatics 'coulomb' (molecules only), and this "
+                "structure is periodic: use a model built with electrostatics 'ewald', or set atoms.pbc = False."
+            )
 
     def compute(
         self,
