@@ -21,6 +21,10 @@ NM_TO_ANGSTROM = 10.0
 GPA_TO_EV_PER_A3 = _ase.GPa
 #: Stress / pressure: eV/Å³ → GPa.
 EV_PER_A3_TO_GPA = 1.0 / _ase.GPa
+#: Coulomb's constant e²/(4πε₀) in eV·Å (the energy of two unit charges 1 Å apart).
+COULOMB_EV_ANGSTROM = _ase.Hartree * _ase.Bohr
+#: Length: bohr → Å.
+BOHR_TO_ANGSTROM = _ase.Bohr
 #: Time: fs → ASE time units.
 FS_TO_ASE_TIME = _ase.fs
 #: Time: ps → fs.

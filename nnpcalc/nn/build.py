@@ -21,6 +21,7 @@ from ase.data import atomic_numbers
 
 from . import heads as H
 from .potential import Potential
+from .priors import ZBLRepulsion
 from .radial import DEFAULT_CUTOFF
 from .uncertainty import EnsembleEnergyHead
 
@@ -116,6 +117,8 @@ HEAD_KINDS: dict[str, HeadKind] = {
         named=True),
     "torchmd_scalar": HeadKind(_torchmd(H.TorchMDScalarHead, with_layers=True)),
     "torchmd_equivariant_scalar": HeadKind(_torchmd(H.TorchMDEquivariantScalarHead, with_layers=False)),
+    # screened nuclear repulsion added to the energy head's energies (nn/priors.py)
+    "zbl": HeadKind(lambda s, g: ZBLRepulsion(g.max_z, float(s.get("radius_factor", 1.0))), requires=("energy",)),
 }
 
 
