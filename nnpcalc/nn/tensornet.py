@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from .graph_ops import add_self_loops, scatter_sum
+from .chunking import PairBlock
 from .radial import ACTIVATIONS, DEFAULT_CUTOFF, RADIAL_BASES, CosineCutoff, choose
 
 
@@ -107,6 +108,8 @@ def pair_graph(
     positive = (v[:, 0] > 0) | ((v[:, 0] == 0) & ((v[:, 1] > 0) | ((v[:, 1] == 0) & (v[:, 2] > 0))))
     first = torch.nonzero((i < j) | ((i == j) & positive)).squeeze(1)  # self-images: by direction
     num_pairs = first.shape[0]
+    if not torch.jit.is_scripting() and isinstance(num_pairs, torch.SymInt):
+        torch._check(2 * num_pairs == i.shape[0])  # traced (nnpcalc.exported): full lists only, checked per call
     if 2 * num_pairs == i.shape[0]:
         index = edge_index.index_select(1, first)
         vec = edge_vec.index_select(0, first)
@@ -120,7 +123,7 @@ def pair_graph(
     return edge_index, edge_vec, edge_len, torch.cat([radial_len, radial_len.new_zeros((num_atoms,))]), torch.cat([pair, loops])
 
 
-class TensorEmbedding(nn.Module):
+class TensorEmbedding(PairBlock):
     def __init__(self, hidden_channels, num_rbf, activation, cutoff_lower, cutoff_upper, max_z):
         super().__init__()
         self.hidden_channels = hidden_channels
@@ -150,7 +153,7 @@ class TensorEmbedding(nn.Module):
         # emb2(cat(Z_i, Z_j)) = W_a Z_i + W_b Z_j + b: two per-atom products instead of a per-pair one
         w2 = self.emb2.weight
         pair_parts = torch.stack([nn.functional.linear(Z, w2[:, :F], self.emb2.bias), nn.functional.linear(Z, w2[:, F:])], 1)
-        X = from_irreps(self.edge_sum(rbf, radial_len, pair, edge_index, unit_vec, pair_parts, n))
+        X = from_irreps(self.sum_pairs(rbf, radial_len, pair, edge_index, unit_vec, pair_parts, n))
         I, A, S = decompose(X)
         norm = self.init_norm(norm2(X))
         for linear in self.linears_scalar:
@@ -189,7 +192,7 @@ class TensorEmbedding(nn.Module):
         return pair_sum(weight, directions, edge_index, num_atoms)
 
 
-class Interaction(nn.Module):
+class Interaction(PairBlock):
     def __init__(self, num_rbf, hidden_channels, activation, cutoff_lower, cutoff_upper, group):
         super().__init__()
         self.hidden_channels = hidden_channels
@@ -216,7 +219,7 @@ class Interaction(nn.Module):
         I, A, S = self.linears_tensor[0](I), self.linears_tensor[1](A), self.linears_tensor[2](S)
         Y = compose(I, A, S)
         n = X.shape[0]
-        msg = from_irreps(self.edge_sum(rbf, radial_len, pair, edge_index, unit_vec, to_irreps(I, A, S), n))
+        msg = from_irreps(self.sum_pairs(rbf, radial_len, pair, edge_index, unit_vec, to_irreps(I, A, S), n))
         charge = (1 + 0.1 * q)[:, None, None, None]
         if self.o3:
             C = charge * (_channel_matmul(msg, Y) + _channel_matmul(Y, msg))
