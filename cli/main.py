@@ -22,6 +22,7 @@ COMMANDS = {
     "eval": "nnpcalc.cli.eval",
     "export": "nnpcalc.cli.export",
     "info": "nnpcalc.cli.info",
+    "learn": "nnpcalc.cli.learn",
     "md": "nnpcalc.cli.md",
     "phonons": "nnpcalc.cli.phonons",
     "relax": "nnpcalc.cli.relax",

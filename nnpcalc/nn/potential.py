@@ -64,7 +64,7 @@ class Potential(nn.Module):
             positions, atomic_numbers, cell.unsqueeze(0), pbc.unsqueeze(0),
             total_charge.reshape(1), batch, fid, edge_index, shifts, True, True, False,
         )
-        for key in ("energy", "stress", "dipole"):
+        for key in ("energy", "stress", "dipole", "energy_ensemble", "energy_uncertainty"):
             if key in out:
                 out[key] = out[key][0]
         return out
@@ -95,6 +95,9 @@ class Potential(nn.Module):
         self._check(positions, atomic_numbers, cell, pbc)
         if edge_index is None or shifts is None:
             edge_index, shifts = self.neighbors(positions, cell, pbc, batch)
+            _check_overlaps(positions, cell, batch, edge_index, shifts)  # a given graph: the caller checked
+        has_volume = pbc.any(dim=1) & (torch.linalg.det(cell.to(torch.float64)).abs() > 1e-6)
+        compute_stress = compute_stress and bool(has_volume.any())  # no stress without a volume
         want_grad = compute_forces or compute_stress
         if want_grad and not torch.is_grad_enabled():
             raise RuntimeError(
@@ -102,10 +105,13 @@ class Potential(nn.Module):
                 "enabled (not inside torch.no_grad() or torch.inference_mode())"
             )
         fid = self._fidelity(fidelity, cell.shape[0], cell.device)
-        return self.evaluate(
+        out = self.evaluate(
             positions, atomic_numbers, cell, pbc, total_charge.to(dtype), batch, fid, edge_index,
             shifts.to(dtype), compute_forces, compute_stress, compute_uncertainty,
         )
+        if "stress" in out:  # a structure whose cell has no volume has no stress: NaN, not virial/1
+            out["stress"] = torch.where(has_volume[:, None, None], out["stress"], torch.full_like(out["stress"], float("nan")))
+        return out
 
     def evaluate(
         self, positions: Tensor, atomic_numbers: Tensor, cell: Tensor, pbc: Tensor, total_charge: Tensor,
@@ -226,6 +232,22 @@ class Potential(nn.Module):
                 lattice = graph.binning_cell(cell[b].to(torch.float64), pbc[b])
                 if float(torch.linalg.det(lattice).abs()) < 1e-6:
                     raise ValueError("nnpcalc model: periodic cell vectors span no volume")
+
+
+def _check_overlaps(positions: Tensor, cell: Tensor, batch: Tensor, edge_index: Tensor, shifts: Tensor) -> None:
+    """Refuse nuclei closer than 0.1 Å (at zero distance energies and forces are NaN): one pass over the pairs."""
+    if edge_index.shape[1] == 0:
+        return
+    with torch.no_grad():
+        vec = graph.edge_vectors(positions, cell, batch, edge_index, shifts.to(positions.dtype))
+        length = torch.linalg.norm(vec, dim=1)
+        shortest = int(torch.argmin(length))
+        if float(length[shortest]) < 0.1:
+            raise ValueError(
+                "nnpcalc model: atoms {} and {} are {} Angstrom apart (overlapping nuclei); remove "
+                "duplicated atoms or fix the geometry".format(
+                    int(edge_index[0, shortest]), int(edge_index[1, shortest]), float(length[shortest]))
+            )
 
 
 def _apply_strain(positions: Tensor, cell: Tensor, strain: Tensor, batch: Tensor) -> Tuple[Tensor, Tensor]:

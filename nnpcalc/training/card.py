@@ -72,7 +72,7 @@ def write_card(model_path: str | Path, summary: str) -> Path:
 - split (seed {split['seed']}): train {split['train']}, validation {split['val']}, test {split['test']} frames
 
 ## Held-out test errors
-{metrics_table(prov['test_metrics'])}
+{metrics_table(prov.get('test_metrics', {})) if prov.get('test_metrics') else 'No test split.'}
 {uncertainty_section(prov)}
 ## Cost
 {training['epochs']} epochs in {training['seconds'] / 60:.1f} min on {training['machine']}, {training['threads']} torch threads, torch {training['torch']}.
