@@ -34,6 +34,10 @@ class UnknownModelError(NNPError, ValueError):
     """A model name that is neither a file nor a shipped model."""
 
 
+class DataError(NNPError, ValueError):
+    """Bad training data or config: the message names the file, frame and label, and the fix."""
+
+
 class InvalidChargeError(NNPError, ValueError):
     """A total charge that is not a finite number, beyond what the atoms can carry, or stated
     twice with two values (``atoms.info["charge"]`` and pymatgen's ``atoms.charge``)."""

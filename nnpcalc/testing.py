@@ -161,13 +161,3 @@ def reference_structures() -> dict[str, Atoms]:
     ethanol.rattle(0.02, seed=4)
     mixed = Atoms("CuAlOH", positions=rng.uniform(0, 3.2, (4, 3)), cell=[[3.2, 0, 0], [0.4, 3.0, 0], [0.3, 0.2, 3.1]], pbc=True)
     return {"cu-1atom": tiny, "al-skewed": skewed, "al-slab": slab, "ethanol": ethanol, "mixed-cell": mixed}
-
-
-def batch_tensors(systems, dtype=None):
-    """(positions [N,3], cell [B,3,3], pbc [B,3], batch [N]) tensors of several structures."""
-    import torch
-
-    from .runtime import stack_structures
-
-    positions, _, cell, pbc, batch = stack_structures(systems, dtype or torch.float64)
-    return positions, cell, pbc, batch

@@ -40,3 +40,12 @@ def dtype(request):
 @pytest.fixture(scope="session")
 def model_factory():
     return make_model
+
+
+@pytest.fixture
+def pure_python_tensornet(monkeypatch):
+    """torchmd-net's TensorNet class, on its pure-python ops rather than its Warp kernels."""
+    tn = pytest.importorskip("torchmdnet.models.tensornet")
+    for name in ("compose_tensor", "decompose_tensor", "tensor_matmul_o3", "tensor_matmul_so3"):
+        monkeypatch.setattr(tn, name, getattr(tn, "_" + name))
+    return tn.TensorNet

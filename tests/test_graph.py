@@ -9,7 +9,8 @@ from ase.neighborlist import neighbor_list as ase_neighbor_list
 
 from nnpcalc import graph, modelfile
 
-from nnpcalc.testing import batch_tensors, reference_structures as structures
+from nnpcalc.runtime import stack_structures
+from nnpcalc.testing import reference_structures as structures
 
 neighbor_list_scripted = modelfile.script(graph.neighbor_list)
 
@@ -63,7 +64,7 @@ def test_zero_cell_molecule_and_wire():
 
 def test_batch_equals_separate_structures():
     systems = list(structures().values())
-    pos, cell, pbc, batch = batch_tensors(systems)
+    pos, _, cell, pbc, batch = stack_structures(systems)
     edge_index, shifts = graph.neighbor_list(pos, cell, pbc, batch, len(systems), 4.0)
     offsets = np.cumsum([0] + [len(a) for a in systems])
     for k, atoms in enumerate(systems):

@@ -4,7 +4,8 @@ import pytest
 
 from nnpcalc.graph import neighbor_list
 from nnpcalc.neighbors import neighbor_graph
-from nnpcalc.testing import batch_tensors, reference_structures
+from nnpcalc.runtime import stack_structures
+from nnpcalc.testing import reference_structures
 
 pytest.importorskip("vesin_torch")
 
@@ -15,7 +16,7 @@ def as_set(edge_index, shifts):
 
 def test_vesin_matches_in_file_graph_for_a_batch():
     systems = list(reference_structures().values())
-    pos, cell, pbc, batch = batch_tensors(systems)
+    pos, _, cell, pbc, batch = stack_structures(systems)
     fast = neighbor_graph(pos, cell, pbc, batch, 4.0, backend="vesin")
     ref = neighbor_list(pos, cell, pbc, batch, len(systems), 4.0)
     assert as_set(*fast) == as_set(*ref)

@@ -54,15 +54,6 @@ CASES = {
 }
 
 
-@pytest.fixture
-def pure_python_tensornet(monkeypatch):
-    """Upstream's TensorNet on its pure-python ops rather than its Warp kernels."""
-    import torchmdnet.models.tensornet as tn
-
-    for name in ("compose_tensor", "decompose_tensor", "tensor_matmul_o3", "tensor_matmul_so3"):
-        monkeypatch.setattr(tn, name, getattr(tn, "_" + name))
-
-
 def write_checkpoint(path, hparams, seed=0):
     """A Lightning checkpoint as torchmd-train writes it, from randomly perturbed weights."""
     from torchmdnet.models.model import create_model

@@ -11,8 +11,8 @@ from ase.build import molecule
 from ase.io import write
 
 from nnpcalc import NNPCalculator, modelfile
+from nnpcalc.errors import DataError
 from nnpcalc.training import reference
-from nnpcalc.training.data import DataError
 from nnpcalc.training.train import fit_atomrefs, train
 
 pytest.importorskip("tblite")
@@ -196,7 +196,7 @@ def test_ddp_with_two_cpu_processes(molecules, tmp_path):
     cfg = config(molecules / "gfn2.extxyz", tmp_path, trainer=QUIET | {"max_epochs": 1, "strategy": "ddp"})
     path = tmp_path / "ddp.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    result = subprocess.run([sys.executable, "-m", "nnpcalc.training.train", str(path), "--devices", "2"],
+    result = subprocess.run([sys.executable, "-m", "nnpcalc", "train", str(path), "--devices", "2"],
                             capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "world_size=2" in result.stderr or "GLOBAL_RANK: 1" in result.stderr or "MEMBER: 2/2" in result.stderr

@@ -100,16 +100,6 @@ def test_graph_network_matches_upstream(variant, tol):
     assert (run_ours(ours, z, pos, batch) - x_up).abs().max() < tol
 
 
-@pytest.fixture
-def pure_python_tensornet(monkeypatch):
-    """Make upstream's TensorNet use its pure-python ops rather than its Warp kernels."""
-    import torchmdnet.models.tensornet as tn
-
-    for name in ("compose_tensor", "decompose_tensor", "tensor_matmul_o3", "tensor_matmul_so3"):
-        monkeypatch.setattr(tn, name, getattr(tn, "_" + name))
-    return tn.TensorNet
-
-
 @pytest.mark.parametrize("group", ["O(3)", "SO(3)"])
 def test_tensornet_matches_upstream(pure_python_tensornet, group):
     torch.manual_seed(0)

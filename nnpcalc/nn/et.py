@@ -15,10 +15,10 @@ from torch import Tensor, nn
 
 from .graph_ops import add_self_loops, drop_short_pairs, scatter_sum
 from .neighbor_embedding import NeighborEmbedding
-from .radial import ACTIVATIONS, DEFAULT_CUTOFF, RADIAL_BASES, CosineCutoff, choose
+from .radial import ACTIVATIONS, DEFAULT_CUTOFF, RADIAL_BASES, CosineCutoff, check_choice, choose
 
 
-DISTANCE_INFLUENCE = {"keys": "keys", "values": "values", "both": "both", "none": "none"}
+DISTANCE_INFLUENCE = ("keys", "values", "both", "none")
 
 
 class EquivariantMultiHeadAttention(nn.Module):
@@ -130,7 +130,7 @@ class EquivariantTransformer(nn.Module):
         super().__init__()
         act = choose(ACTIVATIONS, activation, "activation")
         attn_act = choose(ACTIVATIONS, attn_activation, "attention activation")
-        influence = choose(DISTANCE_INFLUENCE, distance_influence, "distance influence")
+        influence = check_choice(DISTANCE_INFLUENCE, distance_influence, "distance influence")
         self.hidden_channels = hidden_channels
         self.cutoff_lower = float(cutoff_lower)
         self.cutoff_upper = float(cutoff_upper)

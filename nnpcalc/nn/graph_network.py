@@ -14,10 +14,10 @@ from torch import Tensor, nn
 
 from .graph_ops import drop_short_pairs, scatter_sum
 from .neighbor_embedding import NeighborEmbedding
-from .radial import ACTIVATIONS, DEFAULT_CUTOFF, RADIAL_BASES, CosineCutoff, choose
+from .radial import ACTIVATIONS, DEFAULT_CUTOFF, RADIAL_BASES, CosineCutoff, check_choice, choose
 
 
-AGGREGATIONS = {"add": "add", "mean": "mean", "max": "max"}
+AGGREGATIONS = ("add", "mean", "max")
 
 
 def aggregate(msg: Tensor, index: Tensor, size: int, aggr: str) -> Tensor:
@@ -97,7 +97,7 @@ class GraphNetwork(nn.Module):
     ):
         super().__init__()
         act = choose(ACTIVATIONS, activation, "activation")
-        aggr = choose(AGGREGATIONS, aggr, "aggregation")
+        aggr = check_choice(AGGREGATIONS, aggr, "aggregation")
         self.hidden_channels = hidden_channels
         self.cutoff_lower = float(cutoff_lower)
         self.cutoff_upper = float(cutoff_upper)

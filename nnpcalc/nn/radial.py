@@ -96,8 +96,13 @@ ACTIVATIONS = {
 }
 
 
+def check_choice(choices, name: str, what: str) -> str:
+    """``name`` if it is one of ``choices``, else a ValueError that lists them."""
+    if name not in choices:
+        raise ValueError(f"unknown {what} {name!r}; choose one of {', '.join(sorted(choices))}")
+    return name
+
+
 def choose(table: dict, name: str, what: str):
     """``table[name]``, or a ValueError that lists the valid names."""
-    if name not in table:
-        raise ValueError(f"unknown {what} {name!r}; choose one of {', '.join(sorted(table))}")
-    return table[name]
+    return table[check_choice(table, name, what)]

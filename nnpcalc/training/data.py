@@ -17,6 +17,7 @@ import torch
 from ase import Atoms, units
 from ase.io import read
 
+from ..errors import DataError
 from ..neighbors import neighbor_graph
 
 #: per-structure label shapes (after conversion); () scalar
@@ -24,10 +25,6 @@ STRUCTURE_LABELS = {"energy": (), "stress": (3, 3), "dipole": (3,)}
 #: per-atom label trailing shapes
 ATOM_LABELS = {"forces": (3,), "charges": ()}
 ENERGY_UNITS = {"eV": 1.0, "kcal/mol": units.kcal / units.mol, "kJ/mol": units.kJ / units.mol, "Hartree": units.Hartree}
-
-
-class DataError(ValueError):
-    """Bad training data: the message names the file, frame and label, and the fix."""
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import platform
 from pathlib import Path
 
 import torch
@@ -17,7 +18,6 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, summary: dict 
     a ``summary`` text, a model card ``NAME.md`` is written beside the model file.
     """
     from .module import PotentialModule
-    from .train import machine
 
     module = PotentialModule.load_from_checkpoint(str(checkpoint), map_location="cpu")
     summary = summary or {}
@@ -26,7 +26,7 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, summary: dict 
     if "test_metrics" in summary:
         provenance["test_metrics"] = {k.removeprefix("test_"): v for k, v in summary["test_metrics"].items()}
     provenance["training"] = {"epochs": summary.get("epochs"), "seconds": summary.get("seconds"),
-                              "machine": machine(), "threads": summary.get("threads"), "torch": torch.__version__}
+                              "machine": _machine(), "threads": summary.get("threads"), "torch": torch.__version__}
     provenance["command"] = "nnp train " + str(summary.get("config", "CONFIG"))
     path = export(module.potential, module.architecture, output, provenance)
     card_summary = module.hparams["config"].get("summary", "")
@@ -55,3 +55,7 @@ def export_any(checkpoint: str | Path, output: str | Path) -> Path:
         f"{checkpoint} is neither an nnpcalc training checkpoint nor a torchmd-net one "
         "(no 'config' or torchmd-net hyperparameters inside)"
     )
+
+
+def _machine() -> str:
+    return f"{platform.machine()} {platform.processor() or ''}".strip()

@@ -136,7 +136,7 @@ def initialise_from(module: PotentialModule, path) -> None:
     from pathlib import Path
 
     from .. import modelfile
-    from .data import DataError
+    from ..errors import DataError
 
     path = Path(path)
     if path.suffix == ".ckpt":

@@ -13,15 +13,15 @@ starting from random weights.
 from __future__ import annotations
 
 import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..errors import DataError
 from ..nn.build import Architecture
-from .data import DataError, DataSpec, collate, file_hashes, read_frames, split_indices, to_item, validate
+from .data import DataSpec, collate, file_hashes, read_frames, split_indices, to_item, validate
 from .tasks import Task, heads_for
 
 TRAINER_DEFAULTS = {
@@ -217,23 +217,3 @@ def _previous_seconds(run_dir: Path, resumed: bool) -> float:
         return 0.0
     return float(json.loads(previous.read_text()).get("seconds", 0.0))
 
-
-def machine() -> str:
-    return f"{platform.machine()} {platform.processor() or ''}".strip()
-
-
-def main(argv=None) -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description="Train an nnpcalc model from a YAML config.")
-    parser.add_argument("config")
-    parser.add_argument("--devices", type=int)
-    parser.add_argument("--num-nodes", type=int)
-    parser.add_argument("--max-epochs", type=int)
-    args = parser.parse_args(argv)
-    summary = train(args.config, devices=args.devices, num_nodes=args.num_nodes, max_epochs=args.max_epochs)
-    print(json.dumps(summary, indent=1))
-
-
-if __name__ == "__main__":
-    main()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from ase import Atoms
@@ -79,7 +78,7 @@ def relax(structures, model: str | Path | Model | None = None, *, fmax: float = 
             for i, a in enumerate(atoms_list)]
     try:
         with progress_bar(steps, f"relax ({len(runs)})", progress) as bar:
-            _lockstep(model, runs, steps, bar)
+            _lockstep(runs, steps, bar)
     finally:
         for run in runs:
             run.close()
@@ -100,19 +99,14 @@ def _trajectory_path(trajectory, index: int, count: int) -> Path | None:
     return path if count == 1 else path.with_name(f"{path.stem}-{index}{path.suffix}")
 
 
-def _lockstep(model: Model, runs: list[_Relaxation], steps: int, bar) -> None:
+def _lockstep(runs: list[_Relaxation], steps: int, bar) -> None:
     """One batched evaluation, then one optimizer step each, until every structure is done."""
     while active := [run for run in runs if not run.done]:
-        evaluate_batch(model, [run.atoms for run in active])
+        calculate_batch([run.atoms for run in active])  # one model call; each calculator keeps its results
         for run in active:
             run.advance(steps)
         bar.update(1)
         bar.set_postfix_str(f"{sum(not r.done for r in runs)} running")
-
-
-def evaluate_batch(model: Model, structures: Sequence[Atoms]) -> None:
-    """Evaluate all structures in one model call; each one's NNPCalculator then holds its results."""
-    calculate_batch(structures)
 
 
 class _Relaxation:
