@@ -86,3 +86,45 @@ class ZBLRepulsion(Head):
         outputs["energies"] = outputs["energies"] + energies
         outputs["energy"] = outputs["energy"] + total
         return outputs
+
+
+def prior_energy_forces(priors: list, atoms, cutoff: float) -> tuple[float, "np.ndarray"]:
+    """Energy (eV) and forces (eV/Å) of the ``priors`` alone on ``atoms`` (an ASE Atoms).
+
+    Training fits the network to (reference − priors); this gives the part to take away,
+    e.g. before fitting per-element reference energies and the energy scale.
+    """
+    from .. import graph
+    from ..neighbors import neighbor_graph
+
+    positions = torch.tensor(atoms.positions, dtype=torch.float64, requires_grad=True)
+    cell = torch.tensor(atoms.cell.array, dtype=torch.float64)[None]
+    batch = torch.zeros(len(atoms), dtype=torch.long)
+    edge_index, shifts = neighbor_graph(positions.detach(), cell, torch.tensor(atoms.pbc)[None], batch, cutoff)
+    vec = graph.edge_vectors(positions, cell, batch, edge_index, shifts.to(torch.float64))
+    system = {"edge_index": edge_index, "edge_len": vec.norm(dim=-1), "numbers": torch.tensor(atoms.numbers),
+              "batch": batch, "total_charge": torch.zeros(1, dtype=torch.float64)}
+    outputs = {"energies": torch.zeros(len(atoms), dtype=torch.float64), "energy": torch.zeros(1, dtype=torch.float64)}
+    for prior in priors:
+        outputs = prior(positions, system, outputs)
+    (gradient,) = torch.autograd.grad(outputs["energy"].sum(), positions, allow_unused=True)
+    forces = -gradient if gradient is not None else torch.zeros_like(positions)
+    return float(outputs["energy"].sum()), forces.detach().numpy()
+
+
+def add_prior(model_path, spec: dict, output) -> "Path":
+    """Write ``output``: the model file at ``model_path`` with the prior head ``spec`` appended
+    (e.g. ``{"kind": "zbl", "radius_factor": 1.0}``), its weights kept: a start for fine-tuning
+    a model that had no repulsive wall (``init_from`` in a training config)."""
+    from .. import modelfile
+    from .build import Architecture, build_potential, export
+
+    scripted, metadata = modelfile.load(model_path)
+    arch = dict(metadata["architecture"])
+    arch["heads"] = list(arch["heads"]) + [spec]
+    potential = build_potential(Architecture(**arch))
+    missing, unexpected = potential.load_state_dict(scripted.state_dict(), strict=False)
+    if unexpected or any(not key.startswith(f"heads.{len(arch['heads']) - 1}.") for key in missing):
+        raise ValueError(f"{model_path}: weights do not fit (missing {missing}, unexpected {unexpected})")
+    return export(potential.to(scripted.dtype_probe.dtype), Architecture(**arch), output,
+                  metadata.get("provenance"))

@@ -17,6 +17,7 @@ import torch
 from ase import Atoms, units
 from ase.io import read
 
+from ..charge import total_charge
 from ..errors import DataError
 from ..neighbors import neighbor_graph
 
@@ -60,11 +61,15 @@ def read_frames(spec: DataSpec, seed: int = 0) -> list[Atoms]:
 def _generate(path: Path, generator: str, seed: int) -> None:
     from ase.io import write
 
-    from . import reference
+    from . import labelling, reference
 
+    if generator in labelling.DATASETS:  # job lists: parallel, resumable, content-hashed
+        labelling.build(generator, path)
+        return
     make = getattr(reference, f"{generator}_dataset", None)
     if make is None:
-        raise DataError(f"unknown data generator {generator!r}; see nnpcalc.training.reference")
+        raise DataError(f"unknown data generator {generator!r}; choose from {', '.join(labelling.DATASETS)} "
+                        "(nnpcalc.training.datasets) or a *_dataset of nnpcalc.training.reference")
     path.parent.mkdir(parents=True, exist_ok=True)
     write(path, make(seed), format="extxyz")
 
@@ -167,7 +172,7 @@ def to_item(frame: Atoms, labels: dict, cutoff: float, fidelity: int) -> dict[st
     item = {
         "positions": torch.tensor(frame.positions), "numbers": torch.tensor(frame.numbers),
         "cell": torch.tensor(frame.cell.array), "pbc": torch.tensor(frame.pbc),
-        "charge": torch.tensor(float(frame.info.get("charge", 0.0))), "fidelity": torch.tensor(fidelity),
+        "charge": torch.tensor(total_charge(frame)), "fidelity": torch.tensor(fidelity),
     }
     batch = torch.zeros(len(frame), dtype=torch.long)
     item["edge_index"], item["shifts"] = neighbor_graph(item["positions"], item["cell"][None], item["pbc"][None], batch, cutoff)

@@ -20,24 +20,49 @@ from ase.md.velocitydistribution import thermalize_momenta
 HCNO = {"H", "C", "N", "O"}
 
 
-def gfn2():
+def gfn2(charge: int = 0):
+    """GFN2-xTB for a structure of total charge ``charge`` (tblite reads it from here only)."""
     from tblite.ase import TBLite
 
-    return TBLite(method="GFN2-xTB", verbosity=0)
+    return TBLite(method="GFN2-xTB", charge=charge, verbosity=0)
 
 
-def gfn1():
+def gfn1(charge: int = 0):
     from tblite.ase import TBLite
 
-    return TBLite(method="GFN1-xTB", verbosity=0)
+    return TBLite(method="GFN1-xTB", charge=charge, verbosity=0)
 
 
-def label(atoms: Atoms, calc, method: str) -> Atoms:
-    """A copy of ``atoms`` carrying the reference labels ``calc`` provides (``ref_*`` keys)."""
-    atoms = atoms.copy()
-    atoms.calc = calc
+def emt(charge: int = 0):
+    from ase.calculators.emt import EMT
+
+    if charge:
+        raise ValueError(f"EMT describes neutral metals only, got charge {charge}")
+    return EMT()
+
+
+#: method name → calculator factory taking the total charge
+METHODS = {"GFN2-xTB": gfn2, "GFN1-xTB": gfn1, "EMT": emt}
+
+
+def calculator(method: str, charge: int = 0):
+    """The reference calculator of ``method`` for total charge ``charge`` (e)."""
+    if method not in METHODS:
+        raise ValueError(f"unknown reference method {method!r}; choose from {', '.join(METHODS)}")
+    return METHODS[method](charge)
+
+
+def label(atoms: Atoms, calc, method: str, charge: int = 0) -> Atoms:
+    """A copy of ``atoms`` carrying the reference labels ``calc`` provides (``ref_*`` keys).
+
+    ``charge``: the total charge ``calc`` was made for; stored as ``info["charge"]``. Atoms
+    that already carry ``calc`` (an MD on the reference) reuse its results: no second call.
+    """
+    if atoms.calc is not calc:
+        atoms = atoms.copy()
+        atoms.calc = calc
     labelled = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
-    labelled.info.update(method=method, ref_energy=atoms.get_potential_energy(), charge=0.0)
+    labelled.info.update(method=method, ref_energy=atoms.get_potential_energy(), charge=float(charge))
     labelled.arrays["ref_forces"] = atoms.get_forces().copy()
     if atoms.pbc.all():
         labelled.info["ref_stress"] = atoms.get_stress(voigt=False)

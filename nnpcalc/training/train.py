@@ -37,7 +37,13 @@ def load_config(config: str | Path | dict) -> dict:
     if not isinstance(config, dict):
         import yaml
 
-        config = yaml.safe_load(Path(config).read_text())
+        try:
+            config = yaml.safe_load(Path(config).read_text())  # safe_load: no tag runs code
+        except yaml.YAMLError as err:
+            raise DataError(f"{config} is not a YAML recipe nnpcalc reads ({str(err).splitlines()[0]}); "
+                            "write plain YAML (no !!python tags), as in models/*.yaml") from None
+        if not isinstance(config, dict):
+            raise DataError(f"the recipe holds a {type(config).__name__}, not a mapping of keys (see models/*.yaml)")
     unknown = set(config) - TOP_LEVEL
     if unknown:
         raise DataError(f"unknown config key(s) {sorted(unknown)}; valid: {sorted(TOP_LEVEL)}")
@@ -88,19 +94,36 @@ def fit_atomrefs(frames, energies, elements: list[str]) -> dict[int, float]:
 
 
 def prepare_reference_energies(module, frames, labels, train_idx, spec: DataSpec) -> None:
-    """Least-squares per-element energies (per fidelity) and a force-based energy scale."""
+    """Least-squares per-element energies (per fidelity) and a force-based energy scale,
+    both of what the network learns: the labels minus the model's priors (ZBL, ...)."""
     arch = module.architecture
     head = module.potential.heads[0]
+    learned = _minus_priors(module, frames, labels, train_idx)
     with torch.no_grad():
         for k, fidelity in enumerate(arch.fidelities):
             chosen = [i for i in train_idx if "energy" in labels[i] and _fidelity_index(frames[i], spec, arch.fidelities) == k]
             if chosen:
-                energies = [float(labels[i]["energy"]) for i in chosen]
+                energies = [learned[i]["energy"] for i in chosen]
                 for z, e in fit_atomrefs([frames[i] for i in chosen], energies, arch.elements).items():
                     head.atomref[k, z] = e
-        forces = [labels[i]["forces"].ravel() for i in train_idx if "forces" in labels[i]]
-        if forces:
-            head.scale.fill_(float(np.sqrt(np.mean(np.concatenate(forces) ** 2))))
+        # the median frame's RMS force: off-equilibrium frames with huge forces do not set it
+        rms = [np.sqrt(np.mean(learned[i]["forces"] ** 2)) for i in train_idx if "forces" in learned[i]]
+        if rms:
+            head.scale.fill_(float(np.median(rms)))
+
+
+def _minus_priors(module, frames, labels, indices) -> dict[int, dict]:
+    """Energy and forces labels of ``indices`` with the potential's prior terms taken away."""
+    from ..nn.priors import ZBLRepulsion, prior_energy_forces
+
+    priors = [h for h in module.potential.heads if isinstance(h, ZBLRepulsion)]
+    out = {}
+    for i in indices:
+        out[i] = {k: np.asarray(labels[i][k], dtype=float) for k in ("energy", "forces") if k in labels[i]}
+        if priors and out[i]:
+            energy, forces = prior_energy_forces(priors, frames[i], module.architecture.cutoff)
+            out[i] = {k: v - (energy if k == "energy" else forces) for k, v in out[i].items()}
+    return out
 
 
 class EpochSampler(torch.utils.data.Sampler):

@@ -1,0 +1,89 @@
+"""The job lists of the shipped models' reference data (see :mod:`~nnpcalc.training.labelling`).
+
+``hcno-v2`` (GFN2-xTB): ethanol, water clusters and periodic water boxes under MD, every
+H/C/N/O G2 molecule under MD, compressed/stretched and bond-scanned, ions (charge passed to
+tblite), dimers and molecule pairs brought together from 0.5 Å, isolated atoms.
+``emt-v2`` (EMT): per fcc metal, strained and hot bulk, (111)/(100) slabs, vacancy cells,
+clusters, dimers from 0.9 Å and the isolated atom.
+Each job's ``subset`` names the group its held-out errors are reported under.
+"""
+
+from __future__ import annotations
+
+from ase.collections import g2
+
+from .sampling import IONS
+
+GFN2 = "GFN2-xTB"
+HCNO = set("HCNO")
+#: the molecules that stand for "small organics"; single atoms and odd radicals are in dimers
+ORGANICS = sorted(n for n in g2.names if set(g2[n].get_chemical_symbols()) <= HCNO and len(g2[n]) > 2)
+DIMERS = ["H", "C", "N", "O"]
+METALS = ("Cu", "Al", "Ni", "Ag", "Au", "Pd", "Pt")
+
+
+def md(system: str, temperature: float, frames: int, every: int, seed: int, subset: str, method: str = GFN2,
+       timestep_fs: float = 0.5) -> dict:
+    return {"kind": "md", "system": system, "method": method, "temperature_K": temperature, "frames": frames,
+            "every": every, "timestep_fs": timestep_fs, "seed": seed, "subset": subset}
+
+
+def hcno_md() -> list[dict]:
+    jobs = [md("CH3CH2OH", t, 100, 10, s, "ethanol") for t, s in [(300, 1), (300, 2), (300, 3), (500, 4), (600, 5), (800, 6)]]
+    for n in (2, 3, 4, 6, 8, 12):
+        jobs += [md(f"water-cluster-{n}", t, 50, 10, n + s, "water-clusters") for t, s in [(300, 0), (500, 1)]]
+    # periodic tblite is ~40x slower than the same molecules: a few short hot runs (1 fs steps)
+    jobs += [md("water-box-2", t, 20, 4, s, "water-box", timestep_fs=1.0) for t, s in [(300, 0), (450, 1)]]
+    jobs += [md(name, 500, 20, 10, k, "organics") for k, name in enumerate(ORGANICS)]
+    jobs += [md(name, t, 40, 10, k, "ions") for k, name in enumerate(IONS) for t in (300, 600)]
+    return jobs
+
+
+def hcno_off_equilibrium() -> list[dict]:
+    jobs = [{"kind": "distort", "system": name, "method": GFN2, "count": 6, "seed": k, "scale": [0.8, 1.3],
+             "rattle": 0.05, "subset": "distorted"} for k, name in enumerate(ORGANICS + list(IONS))]
+    jobs += [{"kind": "distort", "system": "water-box-2", "method": GFN2, "count": 8, "seed": s,
+              "scale": [0.88, 1.1], "rattle": 0.08, "subset": "water-box-compressed"} for s in (10, 11)]
+    jobs += [{"kind": "bonds", "system": name, "method": GFN2, "scales": [0.6, 2.0, 8], "max_bonds": 4,
+              "subset": "bonds"} for name in ("H2O", "CH4", "NH3", "CH3CH2OH", "H2CO", "HCN", "CH3OH", "CO2")]
+    pairs = [(a, b) for i, a in enumerate(DIMERS) for b in DIMERS[i:]]
+    jobs += [{"kind": "approach", "systems": [f"atom-{a}", f"atom-{b}"], "method": GFN2,
+              "distances": [0.5, 4.0, 30], "seed": 0, "subset": "dimers"} for a, b in pairs]
+    for seed in range(6):
+        for first, second in (("H2O", "H2O"), ("H2O", "CH4"), ("H2O", "NH3"), ("CH3OH", "H2O")):
+            jobs.append({"kind": "approach", "systems": [first, second], "method": GFN2,
+                         "distances": [1.0, 4.0, 16], "seed": seed, "subset": "molecule-pairs"})
+    jobs += [{"kind": "single", "system": f"atom-{a}", "method": GFN2, "subset": "atoms"} for a in DIMERS]
+    return jobs
+
+
+def hcno_v2() -> list[dict]:
+    return hcno_md() + hcno_off_equilibrium()
+
+
+def emt_element(element: str, k: int) -> list[dict]:
+    def strain(system, count, max_strain, rattle, subset):
+        return {"kind": "strain", "system": f"{element}-{system}", "method": "EMT", "count": count, "seed": k,
+                "max_strain": max_strain, "rattle": rattle, "subset": subset}
+
+    jobs = [strain("bulk", 20, 0.04, 0.05, "bulk"), strain("bulk", 20, 0.10, 0.1, "bulk-strained")]
+    jobs += [md(f"{element}-bulk", t, 30, 10, k, "bulk-md", "EMT", 2.0) for t in (600, 1500)]
+    for kind in ("fcc111", "fcc100"):
+        jobs += [md(f"{element}-{kind}", 600, 30, 10, k, "surfaces", "EMT", 2.0),
+                 strain(kind, 10, 0.03, 0.08, "surfaces")]
+    jobs += [md(f"{element}-vacancy", t, 30, 10, k, "vacancies", "EMT", 2.0) for t in (300, 900)]
+    jobs += [md(f"{element}-cluster-{n}", 600, 30, 10, k, "clusters", "EMT", 2.0) for n in (13, 55)]
+    jobs.append({"kind": "distort", "system": f"{element}-cluster-13", "method": "EMT", "count": 10, "seed": k,
+                 "scale": [0.8, 1.3], "rattle": 0.05, "subset": "clusters"})
+    jobs.append({"kind": "approach", "systems": [f"atom-{element}", f"atom-{element}"], "method": "EMT",
+                 "distances": [0.9, 6.0, 40], "seed": 0, "subset": "dimers"})
+    jobs.append({"kind": "single", "system": f"atom-{element}", "method": "EMT", "subset": "atoms"})
+    return jobs
+
+
+def emt_v2() -> list[dict]:
+    return [job for k, element in enumerate(METALS) for job in emt_element(element, k)]
+
+
+#: dataset name → function returning its job list
+DATASETS = {"hcno-v2": hcno_v2, "emt-v2": emt_v2}
