@@ -10,8 +10,11 @@ elementwise product taking 24 ms on fresh memory against 5 ms on reused memory.
 :func:`keep_freed_memory` tells glibc to serve large blocks from its heap and to keep
 freed memory instead of trimming it, as jemalloc and tcmalloc do by default. The cost is
 that the process keeps its peak memory for later steps (which an MD run needs anyway).
-:class:`nnpcalc.runtime.Model` calls it when a model is loaded; set ``NNPCALC_MALLOC=system``
-to leave the allocator alone. It does nothing where the C library is not glibc.
+Measured: 1.4× faster at 256 atoms, 2.5× at 16 384, for 70 % more peak memory there.
+
+It is the program's choice, never a side effect of loading a model: the ``nnp`` entry point
+and the benchmarks call it; your own program may. ``NNPCALC_MALLOC=system`` makes it a
+no-op. It does nothing where the C library is not glibc.
 """
 
 from __future__ import annotations

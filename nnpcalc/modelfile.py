@@ -64,7 +64,9 @@ def calling():
     """How nnpcalc calls a loaded model file: with autograd on (forces are derivatives) and
     TorchScript's profiling optimiser off for the call. The optimiser re-profiles graphs of
     changing size and made the first three calls ~1.3 s slower (measured, ethanol) for no
-    steady-state gain. Both settings are restored when the block ends.
+    steady-state gain. Both settings are thread-local (``torch.jit.optimized_execution``
+    sets a per-thread flag; tested): nothing outside this block and this thread sees them, and
+    both are restored when the block ends. Every call site uses this one context.
     """
     with torch.enable_grad(), torch.jit.optimized_execution(False):
         yield

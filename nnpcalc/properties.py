@@ -45,9 +45,9 @@ def describe(names: list[str]) -> dict[str, dict[str, object]]:
 
 #: Model precisions: the name in metadata, options and configs is the ``torch`` dtype's name.
 #: Defaults: float32 where a model serves another program's loop (``Model``, ``NNPCalculator``,
-#: OpenMM, training, export), about 2× faster and far more precise than any model's error;
-#: float64 in nnpcalc's own workflows and CLI (relax, MD, phonons, check, eval), whose finite
-#: differences, NVE drift and force constants need the digits.
+#: OpenMM, training, export), ~2× faster (docs/model-file.md) and far more precise than any
+#: model's error; float64 in nnpcalc's own workflows and CLI (relax, MD, phonons, check, eval),
+#: whose finite differences, NVE drift and force constants need the digits.
 DTYPES = ("float32", "float64")
 
 

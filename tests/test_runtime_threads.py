@@ -50,3 +50,25 @@ def test_the_program_chooses_the_policy_of_the_models_it_loads(monkeypatch):
     for bad in ("fast", 0, True):
         with pytest.raises(ValueError, match="'keep', 'auto' or a positive int"):
             Model(threads=bad)
+
+
+def test_the_call_context_is_thread_local():
+    import threading
+
+    from nnpcalc import modelfile
+
+    inside, seen = threading.Event(), []
+
+    def call():
+        with modelfile.calling():
+            seen.append(torch._C._get_graph_executor_optimize())
+            inside.set()
+            done.wait()
+
+    done = threading.Event()
+    worker = threading.Thread(target=call)
+    worker.start()
+    inside.wait()
+    assert seen == [False] and torch._C._get_graph_executor_optimize() is True  # not in this thread
+    done.set()
+    worker.join()
