@@ -3,7 +3,10 @@
 Every head has the same interface, ``forward(x, system, outputs) -> outputs``: it reads the
 per-atom features ``x`` [N, F] (with the per-structure context already appended), the
 ``system`` tensors and the outputs of the heads before it, and adds its own entries.
-Adding a head is one small class; the training submodule composes losses over the names.
+Every head also states its ``name`` and its outputs (``describe()``: name → shape, unit,
+per_atom), which the model file's metadata lists. Adding a head kind is one small class and
+one row of ``nnpcalc.nn.build.HEAD_KINDS``; the training submodule composes losses over the
+names.
 
 ``system`` holds: ``positions`` [N,3] (strained, differentiable), ``numbers`` [N],
 ``batch`` [N], ``total_charge`` [B], ``fidelity`` [B] (index), ``cell`` [B,3,3] (strained),
