@@ -8,7 +8,7 @@ import pytest
 import torch
 from ase import Atoms
 
-from nnpcalc import NNPCalculator, testing
+from nnpcalc import NNPCalculator, modelfile, testing
 from nnpcalc.errors import InvalidStructureError
 from nnpcalc.nn import electrostatics as es
 from nnpcalc.nn.build import Architecture, build_potential, export
@@ -199,8 +199,6 @@ def test_model_with_ewald_is_invariant(ewald_model):
 
 
 def test_model_file_runs_bare_and_states_its_physics(ewald_model):
-    from nnpcalc import modelfile
-
     path, eager = ewald_model
     bare = torch.jit.load(str(path))
     atoms = water_cell()
@@ -238,3 +236,42 @@ def test_bad_options_are_refused():
         build_potential(architecture("coulomb", heads=("energy",)))
     with pytest.raises(ValueError, match="unknown electrostatics option"):
         build_potential(architecture("ewald", tolerance=1e-5))
+
+
+def test_training_with_electrostatics_learns_charges_from_the_energy(tmp_path):
+    """No charges task: the heads get a charge head anyway, and the energy loss reaches it."""
+    pytest.importorskip("lightning")
+    from ase.calculators.emt import EMT
+    from ase.io import write
+
+    from nnpcalc.training import reference
+    from nnpcalc.training.module import PotentialModule
+    from nnpcalc.training.train import train
+
+    frames = []
+    for seed, atoms in enumerate([ion_pair(6.0, charge=0.0), water_cell(), water_cell()]):
+        atoms = atoms.copy()
+        atoms.rattle(0.05, seed=seed)
+        frames.append(reference.label(atoms, EMT(), "EMT"))
+    write(tmp_path / "d.extxyz", frames, format="extxyz")
+    config = {
+        "name": "t", "seed": 0,
+        "data": {"files": [str(tmp_path / "d.extxyz")], "labels": {"energy": "ref_energy", "forces": "ref_forces"},
+                 "split": {"val": 0.34, "test": 0.0}},
+        "architecture": {"backbone_kwargs": TINY, "head_hidden": 8, "electrostatics": "ewald",
+                         "electrostatics_kwargs": {"ewald_cutoff": 6.0}},
+        "tasks": [{"output": "energy", "weight": 1}, {"output": "forces", "weight": 1}],
+        "trainer": {"max_epochs": 1, "batch_size": 2, "progress": False},
+        "run_dir": str(tmp_path / "run"), "output": str(tmp_path / "m.pt"),
+    }
+    summary = train(config)
+    metadata = modelfile.read_metadata(summary["model"])
+    assert metadata["architecture"]["electrostatics"] == "ewald" and "charges" in metadata["outputs"]
+    module = PotentialModule.load_from_checkpoint(str(tmp_path / "run" / "checkpoints" / "last.ckpt"))
+    charge_head = next(h for h in module.potential.heads if h.name == "charges")
+    atoms = frames[1]
+    t = torch.tensor
+    out = module.potential.train()(t(atoms.positions, dtype=torch.float32), t(atoms.numbers),
+                                   t(atoms.cell.array, dtype=torch.float32), t(atoms.pbc), t(0.0))
+    out["energy"].sum().backward()
+    assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in charge_head.parameters())

@@ -132,10 +132,11 @@ def total_loss(tasks: list[Task], out: dict, batch: dict) -> tuple[torch.Tensor,
     return sum(terms.values()), terms
 
 
-def heads_for(tasks: list[Task]) -> list:
+def heads_for(tasks: list[Task], charges: bool = False) -> list:
     """The head list a task list needs: energy always; charges, then the (parameter-free)
-    dipole head whenever charges are learned; the named heads."""
-    outputs = {t.output for t in tasks}
+    dipole head whenever charges are learned or ``charges`` (an electrostatics term reads them:
+    the energy alone trains them, a charges task is then an optional auxiliary loss); the named heads."""
+    outputs = {t.output for t in tasks} | ({"charges"} if charges else set())
     ensemble = next((t for t in tasks if t.output == ENSEMBLE), None)
     heads: list = [{"kind": ENSEMBLE, "members": ensemble.members} if ensemble else "energy"]
     if outputs & {"charges", "dipole"}:

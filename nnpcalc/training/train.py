@@ -70,7 +70,7 @@ def complete(config: dict, frames, labels) -> dict:
     extra = sorted(set(present) - set(arch["elements"]))
     if extra:
         raise DataError(f"the data holds element(s) {extra} that architecture.elements {arch['elements']} lacks")
-    arch.setdefault("heads", heads_for(tasks))
+    arch.setdefault("heads", heads_for(tasks, charges=arch.get("electrostatics", "none") != "none"))
     if spec.fidelity_key:
         arch.setdefault("fidelities", sorted({str(f.info[spec.fidelity_key]) for f in frames}))
     Architecture(**arch)  # fail early on bad architecture keys
