@@ -37,7 +37,7 @@ def resolve(model: str | Path | None) -> Path:
     if model is None:
         return path_of(DEFAULT)
     path = Path(model)
-    if path.is_file():
+    if path.is_file() or path.is_dir():  # a directory: the loader says what to pass instead
         return path
     if path.suffix or "/" in str(model):
         raise UnknownModelError(f"model file {path} does not exist")

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 from ase.stress import full_3x3_to_voigt_6_stress
 
+from .charge import total_charge as _total_charge
+from .errors import StressUnavailableError, UnknownOptionError
 from .runtime import Model
+from .validation import has_volume, name
+
+#: ``ase.calculators.calculator.Calculator`` options this calculator passes on; any other
+#: keyword would silently become an ignored "parameter", so it is refused
+ASE_OPTIONS = ("restart", "ignore_bad_restart_file", "label", "atoms", "directory")
 
 
 class NNPCalculator(Calculator):
@@ -28,8 +36,14 @@ class NNPCalculator(Calculator):
             uncertainty exceeds this many times the largest seen on the model's validation split;
             0 never warns.
 
-    The total charge is read from ``atoms.info["charge"]`` (default 0); changing it triggers
-    a new calculation. Stress is reported for periodic structures only.
+    The total charge is read by :func:`nnpcalc.charge.total_charge`: ``atoms.info["charge"]``,
+    or ``atoms.charge`` as pymatgen's adaptor sets it (default 0); changing it triggers a new
+    calculation. Stress exists for periodic structures whose cell has a volume; asking it of any
+    other raises :class:`~nnpcalc.errors.StressUnavailableError` (an ASE
+    ``PropertyNotImplementedError``).
+
+    One calculator may be shared by threads (each call holds a lock: calls run one at a time)
+    and pickled (the model is reloaded from its path, with its dtype and device).
     """
 
     implemented_properties = ["energy", "free_energy", "energies", "forces", "stress", "charges", "dipole",
@@ -38,7 +52,14 @@ class NNPCalculator(Calculator):
     def __init__(self, model: str | Path | Model | None = None, *, device="cpu", dtype="float32",
                  fidelity: str | int | None = None, neighbors: str = "auto", uncertainty: bool = False,
                  warn_uncertainty: float = 5.0, **kwargs):
+        unknown = sorted(set(kwargs) - set(ASE_OPTIONS))
+        if unknown:
+            raise UnknownOptionError(
+                f"NNPCalculator got unknown keyword(s) {', '.join(unknown)}; it takes model, device, dtype, "
+                f"fidelity, neighbors, uncertainty, warn_uncertainty and ASE's {', '.join(ASE_OPTIONS)}"
+            )
         super().__init__(**kwargs)
+        self._lock = threading.RLock()
         if not isinstance(model, Model):
             model = Model(model, device=device, dtype=dtype, neighbors=neighbors)
         self.model = model
@@ -47,6 +68,23 @@ class NNPCalculator(Calculator):
         self._charge: float | None = None
         self.uncertainty, self.warn_uncertainty = uncertainty, warn_uncertainty
 
+    def get_property(self, name, atoms=None, allow_calculation=True):
+        with self._lock:  # check_state, calculate and reading results are one step per caller
+            return super().get_property(name, atoms, allow_calculation)
+
+    def calculate_properties(self, atoms, properties):
+        with self._lock:
+            return super().calculate_properties(atoms, properties)
+
+    def __getstate__(self):
+        state = self.__dict__.copy()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._lock = threading.RLock()
+
     def check_state(self, atoms, tol=1e-15):
         changes = super().check_state(atoms, tol)
         if self._charge is not None and _total_charge(atoms) != self._charge:
@@ -54,18 +92,25 @@ class NNPCalculator(Calculator):
         return changes
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        charge = _total_charge(atoms if atoms is not None else self.atoms)  # before the copy drops atoms.charge
         super().calculate(atoms, properties, system_changes)
-        periodic = bool(self.atoms.pbc.any())
+        stress = has_volume(self.atoms)
+        if "stress" in properties and not stress:
+            raise StressUnavailableError(
+                f"{name(self.atoms)}: no stress without a cell volume (pbc={self.atoms.pbc.tolist()}, cell volume "
+                f"{abs(self.atoms.cell.volume):.3g} Å³). Ask for energy and forces only, or give the structure "
+                "a periodic cell with a volume (atoms.set_cell(...), atoms.pbc = True)."
+            )
         uncertainty = self.uncertainty or "forces_uncertainty" in properties
-        (out,) = self.model.compute([self.atoms], [_total_charge(self.atoms)], self.fidelity, stress=periodic,
-                                    uncertainty=uncertainty)
-        self.store(self.atoms, out)
+        (out,) = self.model.compute([self.atoms], [charge], self.fidelity, stress=stress, uncertainty=uncertainty)
+        self.store(self.atoms, out, charge)
 
-    def store(self, atoms, out: dict[str, np.ndarray]) -> None:
+    def store(self, atoms, out: dict[str, np.ndarray], charge: float | None = None) -> None:
         """Record model outputs ``out`` (from ``Model.compute``) as this calculator's results for ``atoms``."""
-        self.atoms = atoms.copy()
-        self._charge = _total_charge(atoms)
-        self.results = _ase_results(out, bool(atoms.pbc.any()))
+        with self._lock:
+            self._charge = _total_charge(atoms) if charge is None else charge
+            self.atoms = atoms.copy()
+            self.results = _ase_results(out)
         _warn_if_outside(out, self.model.metadata, len(atoms), self.warn_uncertainty)
 
 
@@ -80,22 +125,18 @@ def calculate_batch(structures) -> None:
     if not all(isinstance(c, NNPCalculator) and c.model is model and c.fidelity == calcs[0].fidelity for c in calcs):
         raise ValueError("calculate_batch needs every structure on an NNPCalculator sharing one Model and fidelity")
     charges = [_total_charge(atoms) for atoms in structures]
-    stress = any(bool(atoms.pbc.any()) for atoms in structures)
+    stress = any(has_volume(atoms) for atoms in structures)
     outputs = model.compute(structures, charges, calcs[0].fidelity, stress=stress, uncertainty=calcs[0].uncertainty)
-    for calc, atoms, out in zip(calcs, structures, outputs):
-        calc.store(atoms, out)
+    for calc, atoms, out, charge in zip(calcs, structures, outputs, charges):
+        calc.store(atoms, out, charge)
 
 
-def _total_charge(atoms) -> float:
-    return float(atoms.info.get("charge", 0.0))
-
-
-def _ase_results(out: dict[str, np.ndarray], periodic: bool) -> dict:
+def _ase_results(out: dict[str, np.ndarray]) -> dict:
     """Map model outputs onto ASE's property names and shapes."""
     results = {"energy": float(out["energy"]), "free_energy": float(out["energy"])}
     results["energies"] = out["energies"].astype(float)
     results["forces"] = out["forces"].astype(float)
-    if periodic and "stress" in out:
+    if "stress" in out:  # Model.compute gives it only where the cell has a volume
         results["stress"] = full_3x3_to_voigt_6_stress(out["stress"].astype(float))
     for key in ("charges", "dipole", "forces_uncertainty"):
         if key in out:

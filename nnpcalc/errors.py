@@ -78,6 +78,10 @@ class CheckpointError(RunDirectoryError):
     """A run's ``checkpoint.npz`` is damaged, truncated or does not match its ``run.json``."""
 
 
+class ArtifactWarning(UserWarning):
+    """An exported or compiled program (``nnpcalc.artifacts``) could not be built or loaded: the TorchScript file serves."""
+
+
 class UncertaintyWarning(UserWarning):
     """A prediction's uncertainty is far above what the model was validated on."""
 
@@ -85,3 +89,8 @@ class UncertaintyWarning(UserWarning):
 class OutputPathError(NNPError, ValueError):
     """An output location that cannot be written: its folder is missing or read-only, or a
     directory stands where a file is wanted. Checked before the work, not after."""
+
+
+class OptionError(NNPError, ValueError):
+    """An option (API keyword or CLI flag) out of range, non-finite, of the wrong type or an unknown
+    choice; the message names the option, the value given and what it accepts."""

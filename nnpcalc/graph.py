@@ -104,8 +104,10 @@ def _bin_layout(
     thickness = extent * spacing
     nbins = torch.floor(2.0 * thickness / cutoff).clamp(min=1.0)  # half-cutoff bins
     cap = 4.0 * torch.bincount(batch, minlength=num_structures).to(frac.dtype) + 64.0
-    scale = torch.clamp(cap / nbins.prod(dim=1), max=1.0).pow(1.0 / 3.0).unsqueeze(1)
-    nbins = torch.floor(nbins * scale).clamp(min=1.0)
+    for _ in range(3):  # shrink only the axes with several bins, so one long open axis is capped too
+        split = (nbins > 1.0).sum(dim=1).clamp(min=1).to(frac.dtype)
+        scale = torch.clamp(cap / nbins.prod(dim=1), max=1.0).pow(1.0 / split).unsqueeze(1)
+        nbins = torch.floor(nbins * scale).clamp(min=1.0)
     reach = torch.ceil(cutoff / (thickness / nbins))
     reach = torch.where(periodic, reach, torch.minimum(reach, nbins - 1.0))
     return lo, extent, nbins, reach

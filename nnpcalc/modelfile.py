@@ -46,6 +46,7 @@ from .units import CHARGE, ENERGY, LENGTH
 
 FORMAT_VERSION = 1
 METADATA_NAME = "metadata.json"
+DIGEST_KEY = "digest"  # sha256 of the weights and the rest of the metadata (nnpcalc.integrity)
 KIND = "nnpcalc-model"
 
 
@@ -111,6 +112,13 @@ def make_metadata(
     }
 
 
+def digest(module: torch.nn.Module, metadata: dict) -> str:
+    """The digest a file carries (see :func:`nnpcalc.integrity.digest`)."""
+    from .integrity import digest as compute
+
+    return compute(module, metadata)
+
+
 def script(module: torch.nn.Module) -> torch.jit.ScriptModule:
     with _torchscript_quiet():
         return torch.jit.script(module)
@@ -121,6 +129,7 @@ def save(module: torch.nn.Module, path: str | Path, metadata: dict[str, Any]) ->
     path = Path(path)
     scripted = module if isinstance(module, torch.jit.ScriptModule) else script(module)
     path.parent.mkdir(parents=True, exist_ok=True)
+    metadata = {**metadata, DIGEST_KEY: digest(scripted, metadata)}
     with _torchscript_quiet():
         torch.jit.save(scripted, str(path), _extra_files={METADATA_NAME: json.dumps(metadata, indent=1)})
     return path
@@ -143,34 +152,59 @@ def read_metadata(path: str | Path) -> dict[str, Any]:
             f"{path} is a TorchScript file but not an nnpcalc model (no {METADATA_NAME} inside). "
             "Export models with `nnp export`."
         )
-    return _validate(path, json.loads(raw))
+    try:
+        metadata = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise ModelFileError(
+            f"{path}: its {METADATA_NAME} is not valid JSON ({err}); the file was edited or damaged. "
+            "Restore the original file or re-export it with `nnp export`."
+        ) from None
+    return _validate(path, metadata)
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> tuple[torch.jit.ScriptModule, dict]:
-    """Load a model file: (scripted module in eval mode, metadata). Refuses what it can't serve."""
+    """Load a model file: (scripted module in eval mode, metadata). Refuses what it can't serve,
+    and a file whose metadata disagrees with its module (see :mod:`nnpcalc.integrity`)."""
+    from .integrity import check_module
+    from .validation import check_device
+
     metadata = read_metadata(path)
+    device = check_device(device)
     try:
         with _torchscript_quiet():
             module = torch.jit.load(str(path), map_location=device)
-    except RuntimeError as err:
-        raise ModelFileError(f"{path} could not be loaded by torch ({err}). The file may be truncated.") from err
+    except Exception as err:  # noqa: BLE001 - torch raises RuntimeError, ValueError, zip errors...
+        raise ModelFileError(
+            f"{path} could not be loaded by torch ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}). "
+            "The file may be truncated or damaged: copy it again or re-export it with `nnp export`."
+        ) from err
+    check_module(path, module, metadata)
     return module.eval(), metadata
 
 
 def _existing(path: str | Path) -> Path:
     path = Path(path)
+    if path.is_dir():
+        inside = sorted(p.name for p in path.glob("*.pt"))[:5]
+        hint = f" (it holds {', '.join(inside)})" if inside else ""
+        raise ModelFileError(f"{path} is a directory, not a model file{hint}; give the path of the .pt file")
     if not path.is_file():
         raise ModelFileError(f"model file {path} does not exist")
     return path
 
 
 def _validate(path: Path, metadata: dict) -> dict:
+    if not isinstance(metadata, dict):
+        raise ModelFileError(f"{path}: its {METADATA_NAME} holds a {type(metadata).__name__}, not an object; "
+                             "restore the original file or re-export it with `nnp export`")
     if metadata.get("kind") != KIND:
         raise ModelFileError(f"{path} is not an nnpcalc model (metadata kind {metadata.get('kind')!r})")
     version = metadata.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
+    if isinstance(version, int) and version > FORMAT_VERSION:  # other values: check_schema names them
         raise ModelFileError(
             f"{path} has model-file format version {version}, newer than this nnpcalc "
             f"({__version__}) reads (up to {FORMAT_VERSION}). Upgrade nnpcalc: pip install -U nnpcalc"
         )
-    return metadata
+    from .integrity import check_schema
+
+    return check_schema(path, metadata)

@@ -44,8 +44,27 @@ def _with_vesin(vesin, positions, cell, pbc, batch, cutoff):
         box = cell[b].detach().to(torch.float64)
         periodic = pbc[b].to(torch.bool)
         box = torch.where(periodic.unsqueeze(1), box, torch.zeros_like(box))
-        i, j, S = calculator.compute(points=points, box=box, periodic=periodic, quantities="ijS")
+        if size == 0 or _too_sparse_for_vesin(points, periodic, cutoff):
+            from .graph import neighbor_list
+
+            one = torch.zeros(size, dtype=torch.long, device=points.device)
+            (i, j), S = neighbor_list(points, box.unsqueeze(0), periodic.unsqueeze(0), one, 1, cutoff)
+        else:
+            i, j, S = calculator.compute(points=points, box=box, periodic=periodic, quantities="ijS")
         edges.append(torch.stack([i, j]).to(torch.long) + start)
         shifts.append(S.to(positions.dtype))
         start += size
     return torch.cat(edges, dim=1), torch.cat(shifts)
+
+
+#: vesin-torch 0.6 bins open axes by the atoms' extent: beyond ~1e5 cutoffs it dies with SIGFPE
+#: (or hangs), so such sparse structures use the in-file cell list, which caps its bin count
+VESIN_MAX_EXTENT = 1_000.0
+
+
+def _too_sparse_for_vesin(points, periodic, cutoff: float) -> bool:
+    """Whether the atoms span more than :data:`VESIN_MAX_EXTENT` cutoffs along an open axis."""
+    if bool(periodic.all()) or points.shape[0] == 0:
+        return False
+    extent = points.max(dim=0).values - points.min(dim=0).values
+    return bool((extent[~periodic] > VESIN_MAX_EXTENT * cutoff).any())

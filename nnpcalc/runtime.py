@@ -15,8 +15,9 @@ import torch
 from ase import Atoms
 from ase.data import chemical_symbols
 
-from . import modelfile
-from .neighbors import neighbor_graph
+from . import artifacts, modelfile, validation
+from .charge import check_total_charge, total_charge as total_charge_of
+from .neighbors import BACKENDS, neighbor_graph
 from .errors import InvalidStructureError, UnknownElementError
 from .properties import PROPERTIES, torch_dtype
 from .threads import check_policy, program_policy, threads_for, torch_threads
@@ -42,6 +43,9 @@ class Model:
         serial_pairs: the "auto" policy's threshold: waking the other threads for each of a
             call's ~400 small ops costs more than the ops (2 vCPUs: ethanol 12 ms on one thread,
             27 ms on two; 48 waters 86–106 ms against 140–146 ms; even at 6 000 pairs).
+        artifact: which program serves a call (``nnpcalc.artifacts``): "auto" (a cached compiled
+            program, else the TorchScript file), "compiled" or "exported" (built into the cache on
+            first use: minutes), "torchscript". Failures warn and fall back to the TorchScript file.
 
     Loading a model changes nothing process-wide (no allocator or thread setting): those are
     the program's choices (``nnpcalc.allocator``, ``nnpcalc.threads``).
@@ -50,24 +54,41 @@ class Model:
     def __init__(
         self, model: str | Path | None = None, *, device="cpu", dtype="float32", neighbors="auto",
         chunk_pairs: int = 32_768, threads: str | int | None = None, serial_pairs: int = 4_096,
+        artifact: str = "auto",
     ):
         from .zoo import resolve  # models/ is installed as nnpcalc.zoo
 
         self.path = resolve(model)
+        self._options = {"neighbors": neighbors, "chunk_pairs": chunk_pairs, "threads": threads,
+                         "serial_pairs": serial_pairs, "artifact": artifact}  # what a pickle keeps (with path, device, dtype)
+        validation.check_device(device)
+        if neighbors not in BACKENDS:
+            raise ValueError(f"unknown neighbour-list backend {neighbors!r}; choose from {', '.join(BACKENDS)}")
+        self.threads = check_policy(program_policy() if threads is None else threads)
         self.device = torch.device(device)
         self.dtype = torch_dtype(dtype)
         self.neighbors = neighbors
         module, self.metadata = modelfile.load(self.path, self.device)
         self.module = module.to(self.dtype)
+        # the exported/compiled program (nnpcalc.artifacts), or None: the TorchScript file serves
+        self.program = artifacts.for_model(self.path, self.dtype, self.device, artifact, loaded=(self.module, self.metadata))
         self.elements: list[str] = self.metadata["elements"]
         self.cutoff: float = self.metadata["cutoff"]
         self.outputs: list[str] = list(self.metadata["outputs"])
         self.fidelities: list[str] = self.metadata["fidelities"]
         self.chunk_pairs = int(chunk_pairs)
-        self.threads = check_policy(program_policy() if threads is None else threads)
         self.serial_pairs = int(serial_pairs)
         self._chunked = None  # the eager module with chunked pairs, built on first need
         self._known = {chemical_symbols.index(s) for s in self.elements}
+
+    def __getstate__(self) -> dict:
+        """A pickle holds the path, device, dtype and options; unpickling reloads the file."""
+        return {"path": str(self.path), "device": str(self.device), "dtype": str(self.dtype).removeprefix("torch."),
+                **self._options}
+
+    def __setstate__(self, state: dict) -> None:
+        state = dict(state)
+        self.__init__(state.pop("path"), **state)
 
     def __repr__(self) -> str:
         return f"Model({str(self.path)!r}, elements={self.elements}, cutoff={self.cutoff})"
@@ -83,15 +104,8 @@ class Model:
 
     def check(self, atoms: Atoms) -> None:
         """Raise a typed error naming what in ``atoms`` this model cannot serve."""
-        unknown = sorted({chemical_symbols[z] for z in atoms.numbers if z not in self._known})
-        if unknown:
-            raise UnknownElementError(unknown, self.elements, f"model {self.path.name}")
-        if not np.isfinite(atoms.positions).all():
-            bad = np.where(~np.isfinite(atoms.positions).all(axis=1))[0]
-            raise InvalidStructureError(
-                f"positions of atom(s) {bad[:10].tolist()} are NaN or inf; the structure may "
-                "have exploded in a previous step. Restore a finite geometry."
-            )
+        validation.check_numbers(atoms, self._known, self.elements, f"model {self.path.name}")
+        validation.check_positions(atoms, self.dtype)
         if atoms.pbc.any():
             rank = np.linalg.matrix_rank(atoms.cell.array[atoms.pbc], tol=1e-6)
             if rank < atoms.pbc.sum():
@@ -136,15 +150,37 @@ class Model:
         """
         for atoms in structures:
             self.check(atoms)
-        inputs = self._batch_inputs(structures, total_charge, fidelity)
+        if total_charge is not None and len(total_charge) != len(structures):
+            raise ValueError(f"total_charge has {len(total_charge)} values for {len(structures)} structures; "
+                             "give one per structure (or None: each structure's own)")
+        charges = [total_charge_of(a) for a in structures] if total_charge is None else [
+            check_total_charge(q, a) for q, a in zip(total_charge, structures)]
+        full = [a for a in structures if len(a)]
+        if len(full) < len(structures):  # ASE's convention for no atoms: zeros, empty arrays
+            return self._with_empty(structures, charges, fidelity, forces=forces, stress=stress, uncertainty=uncertainty)
+        inputs = self._batch_inputs(structures, charges, fidelity)
         positions, _, cell, pbc, _, batch, _ = inputs
         graph = neighbor_graph(positions, cell, pbc, batch, self.cutoff, self.neighbors)
+        validation.check_overlaps(structures, positions, cell, batch, *graph)
         pairs = graph[0].shape[1]
         module = self._module_for(pairs)
         with self._calling(pairs):
             extra = {"compute_uncertainty": True} if uncertainty and "forces_uncertainty" in self.outputs else {}
-            out = module.forward_batch(*inputs, *graph, compute_forces=forces, compute_stress=stress, **extra)
-        return _split(out, inputs[5], len(structures), self.metadata["outputs"])
+            out = self._forward(module, inputs, graph, forces, stress, extra)
+        results = _split(out, inputs[5], len(structures), self.metadata["outputs"])
+        for atoms, result in zip(structures, results):
+            if not validation.has_volume(atoms):
+                result.pop("stress", None)  # a cell without volume has no stress (nor a virial/V)
+        return results
+
+    def _with_empty(self, structures, charges, fidelity, **options) -> list[dict[str, np.ndarray]]:
+        """``compute`` for a batch holding structures without atoms: those get zero results."""
+        full = [k for k, a in enumerate(structures) if len(a)]
+        done = self.compute([structures[k] for k in full], [charges[k] for k in full], fidelity, **options) if full else []
+        results = [validation.empty_result(a, self.metadata["outputs"]) for a in structures]
+        for k, result in zip(full, done):
+            results[k] = result
+        return results
 
     def forward_tensors(
         self, positions: torch.Tensor, numbers: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor,
@@ -157,8 +193,9 @@ class Model:
         unknown = sorted({chemical_symbols[z] for z in numbers.unique().tolist() if z not in self._known})
         if unknown:
             raise UnknownElementError(unknown, self.elements, f"model {self.path.name}")
-        positions, cell = positions.to(self.device, self.dtype), cell.to(self.device, self.dtype)
-        pbc, batch, numbers = pbc.to(self.device), batch.to(self.device), numbers.to(self.device)
+        # contiguous: vesin reads raw memory, and an expanded pbc [B,3] has stride 0
+        positions, cell = (t.to(self.device, self.dtype).contiguous() for t in (positions, cell))
+        pbc, batch, numbers = (t.to(self.device).contiguous() for t in (pbc, batch, numbers.long()))
         index = self.fidelity_index(fidelity)
         fid = None if index is None else torch.full((cell.shape[0],), index, dtype=torch.long, device=self.device)
         graph = neighbor_graph(positions, cell, pbc, batch, self.cutoff, self.neighbors)
@@ -167,6 +204,16 @@ class Model:
             out = module.forward_batch(positions, numbers, cell, pbc, total_charge.to(self.device, self.dtype),
                                        batch, fid, *graph, compute_forces=forces, compute_stress=stress)
         return {key: value.detach() for key, value in out.items()}
+
+    def _forward(self, module, inputs: tuple, graph: tuple, forces: bool, stress: bool, extra: dict) -> dict:
+        """One call inside ``_calling``: the program when it serves this call, else ``module``."""
+        pairs = graph[0].shape[1]
+        single = pairs < self.serial_pairs or torch.get_num_threads() == 1
+        if (self.program is not None and module is self.module and not extra
+                and self.program.accepts(inputs[2].shape[0], inputs[0].shape[0], pairs, single)):
+            out = self.program(*inputs, *graph)  # computes forces and stress always: drop what was not asked
+            return {k: v for k, v in out.items() if (forces or k != "forces") and (stress or k != "stress")}
+        return module.forward_batch(*inputs, *graph, compute_forces=forces, compute_stress=stress, **extra)
 
     @contextlib.contextmanager
     def _calling(self, num_pairs: int):
@@ -190,7 +237,7 @@ class Model:
     def _batch_inputs(self, structures, total_charge, fidelity):
         """The arguments of ``forward_batch`` (up to the graph) for ``structures``."""
         positions, numbers, cell, pbc, batch = stack_structures(structures, self.dtype, self.device)
-        charges = total_charge if total_charge is not None else [a.info.get("charge", 0.0) for a in structures]
+        charges = total_charge if total_charge is not None else [total_charge_of(a) for a in structures]
         charge = torch.tensor(np.asarray(charges, dtype=float), dtype=self.dtype, device=self.device)
         index = self.fidelity_index(fidelity)
         fid = None if index is None else torch.full((len(structures),), index, dtype=torch.long, device=self.device)

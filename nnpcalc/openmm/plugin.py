@@ -1,4 +1,4 @@
-"""The openmm-ml entry point: ``MLPotential("nnpcalc", model=...)``.
+"""The openmm-ml entry point: ``MLPotential("nnpcalc", ...)``.
 
 Registered in the entry-point group ``openmmml.potentials`` as
 ``nnpcalc = "nnpcalc.openmm.plugin:NNPCalcPotentialImplFactory"``. openmm-ml imports every
@@ -11,10 +11,12 @@ class NNPCalcPotentialImplFactory:
     """Creates the implementation of ``MLPotential("nnpcalc", ...)``.
 
     Arguments of ``MLPotential("nnpcalc", model=None, dtype="float32", device="cpu",
-    kind="auto", threads=1)``: see :func:`nnpcalc.openmm.create_force`.
+    kind="auto", threads=1)``: see :func:`nnpcalc.openmm.create_force`; any other keyword is
+    refused (:class:`~nnpcalc.errors.UnknownOptionError`), not ignored.
     """
 
     def createImpl(self, name: str, **args):
-        from .mlpotential import NNPCalcPotentialImpl
+        from .mlpotential import CONSTRUCTOR_OPTIONS, NNPCalcPotentialImpl, check_options
 
+        check_options(args, CONSTRUCTOR_OPTIONS, 'MLPotential("nnpcalc", ...)')
         return NNPCalcPotentialImpl(name, **args)

@@ -15,6 +15,8 @@ import openmm.app as app
 import openmm.unit as unit
 from ase import Atoms
 
+from ..charge import total_charge as read_total_charge
+from ..errors import InvalidChargeError
 from .forces import create_force
 from .topology import from_atoms
 
@@ -52,12 +54,14 @@ def create_system(
         source: ASE atoms, or a structure file: ``.pdb`` is read by OpenMM (residues and box
             from CRYST1 kept), anything else by ``ase.io.read``.
         model: model file, shipped model name, loaded :class:`nnpcalc.Model` or None (default).
-        total_charge: e; None reads ``atoms.info["charge"]`` (0 for a PDB).
+        total_charge: e; None reads the atoms' charge (:func:`nnpcalc.charge.total_charge`; 0 for a PDB).
         kind, dtype, device, threads: as in :func:`nnpcalc.openmm.create_force`.
         remove_cm_motion: add a ``CMMotionRemover`` (3 fewer degrees of freedom).
     """
     topology, positions, masses, rotation, charge = _read(source)
     charge = charge if total_charge is None else float(total_charge)
+    if not np.isfinite(charge):
+        raise InvalidChargeError(f"total_charge is {charge}; give a finite charge in e (e.g. 0)")
     force = create_force(model, topology, total_charge=charge, kind=kind, dtype=dtype,
                          device=device, threads=threads)
     system = openmm.System()
@@ -87,4 +91,4 @@ def _read(source):
         raise TypeError(f"source must be ase.Atoms or a structure file path, got {type(source).__name__}")
     topology, positions, rotation = from_atoms(source)
     masses = [float(m) * unit.dalton for m in source.get_masses()]
-    return topology, positions, masses, rotation, float(source.info.get("charge", 0.0))
+    return topology, positions, masses, rotation, read_total_charge(source)

@@ -19,7 +19,7 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, summary: dict 
     """
     from .module import PotentialModule
 
-    module = PotentialModule.load_from_checkpoint(str(checkpoint), map_location="cpu")
+    module = PotentialModule.load_from_checkpoint(str(checkpoint), map_location="cpu", weights_only=True)
     summary = summary or {}
     provenance = dict(module.provenance)
     provenance["checkpoint"] = Path(checkpoint).name
@@ -39,8 +39,13 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, summary: dict 
 
 def export_any(checkpoint: str | Path, output: str | Path) -> Path:
     """Export a checkpoint written by nnpcalc or by torchmd-net's ``torchmd-train``."""
-    raw = torch.load(str(checkpoint), map_location="cpu", weights_only=False)
+    from .checkpoint import read_checkpoint
+
+    raw = read_checkpoint(checkpoint)  # weights only: no code from the file runs
     config = raw.get("hyper_parameters", {})
+    config = vars(config) if not isinstance(config, dict) and hasattr(config, "__dict__") else config
+    if not isinstance(config, dict):
+        config = {}
     if "config" in config:
         summary_file = Path(checkpoint).parent.parent / "summary.json"  # RUN_DIR/checkpoints/x.ckpt
         summary = json.loads(summary_file.read_text()) if summary_file.is_file() else None

@@ -45,7 +45,9 @@ def load_checkpoint(checkpoint) -> dict:
     """The checkpoint dict (a path is loaded on the CPU; a dict is returned as is)."""
     if isinstance(checkpoint, dict):
         return checkpoint
-    raw = torch.load(str(checkpoint), map_location="cpu", weights_only=False)
+    from .checkpoint import read_checkpoint
+
+    raw = read_checkpoint(checkpoint, "a torchmd-net checkpoint")  # weights only: no code from the file runs
     if not isinstance(raw, dict) or "state_dict" not in raw or "hyper_parameters" not in raw:
         raise ModelFileError(
             f"{checkpoint} is not a torchmd-net training checkpoint (no 'state_dict' and "

@@ -17,7 +17,8 @@ from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.io.formats import filetype, ioformats
 
-from ..errors import InvalidStructureError
+from ..charge import total_charge
+from ..errors import InvalidStructureError, OutputPathError
 from .common import optional
 
 #: results copied into written frames
@@ -61,15 +62,25 @@ def _read_with_pymatgen(path: Path, ase_error: Exception) -> list[Atoms]:
 
 
 def to_atoms(structure) -> Atoms:
-    """A copy as ASE atoms, from ASE atoms or a pymatgen Structure/Molecule."""
+    """A copy as ASE atoms, from ASE atoms or a pymatgen Structure/Molecule.
+
+    The total charge lands in ``info["charge"]`` (:mod:`nnpcalc.charge`): a pymatgen Molecule's
+    ``charge`` (the adaptor sets it as ``atoms.charge``, which ``copy()`` would drop) included.
+    """
     if isinstance(structure, Atoms):
-        return structure.copy()
-    if type(structure).__module__.startswith("pymatgen"):
+        atoms = structure.copy()
+    elif type(structure).__module__.startswith("pymatgen"):
         adaptor = optional("pymatgen.io.ase").AseAtomsAdaptor
         atoms = adaptor.get_atoms(structure)
         atoms.calc = None
-        return atoms
-    raise TypeError(f"expected ase.Atoms or a pymatgen Structure/Molecule, got {type(structure).__name__}")
+    else:
+        raise TypeError(f"expected ase.Atoms or a pymatgen Structure/Molecule, got {type(structure).__name__}")
+    charge = total_charge(structure if isinstance(structure, Atoms) else atoms)
+    if charge or "charge" in atoms.info:
+        atoms.info["charge"] = charge
+    if "charge" in atoms.__dict__:
+        del atoms.charge  # now in info: one place
+    return atoms
 
 
 def to_pymatgen(atoms: Atoms):
@@ -104,6 +115,29 @@ def output_format(path: str | Path) -> str:
     if fmt not in ioformats:
         raise ValueError(f"cannot tell the format of {path} from its name; {HINT}")
     return "extxyz" if fmt == "xyz" else fmt
+
+
+def check_writable(path: str | Path, folder: bool = False) -> Path:
+    """Refuse, before any work, a file (or with ``folder``, a folder) that cannot be written there."""
+    import os
+
+    path = Path(path).absolute()
+    if path.exists() and path.is_dir() != folder:
+        kind = "a folder" if folder else "a file name"
+        raise OutputPathError(f"{path} is {'a file' if folder else 'a directory'}; give {kind} for the output")
+    if folder:
+        parent = next(p for p in (path, *path.parents) if p.exists())
+    else:
+        parent = path.parent
+        if parent.exists() and not parent.is_dir():
+            raise OutputPathError(f"cannot write {path}: {parent} is a file, not a folder")
+        if not parent.is_dir():
+            raise OutputPathError(f"folder {parent} does not exist; create it or write elsewhere")
+    if not parent.is_dir():
+        raise OutputPathError(f"cannot write {path}: {parent} is a file, not a folder")
+    if not os.access(parent, os.W_OK | os.X_OK) or (path.is_file() and not os.access(path, os.W_OK)):
+        raise OutputPathError(f"cannot write {path}: permission denied in {parent}; choose a writable place")
+    return path
 
 
 def write_structures(path: str | Path, structures: Sequence[Atoms]) -> list[Path]:

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
+from ..charge import total_charge
+from ..errors import OptionError
 from ..runtime import Model
 from . import io
 from .common import as_model, optional, progress_bar
@@ -64,10 +66,12 @@ def phonons(structure, model: str | Path | Model | None = None, *, supercell=(2,
     """
     atoms = io.to_atoms(structure)
     io.require_3d_cell(atoms, "phonons")
+    matrix = supercell_matrix(supercell)
+    _check_options(displacement, mesh, band_points, t_min, t_max, t_step, batch_size)
     model = as_model(model, dtype, device)
     model.check(atoms)
-    ph = _displaced(atoms, supercell, displacement, primitive)
-    ph.forces = _supercell_forces(model, ph, float(atoms.info.get("charge", 0.0)), batch_size, progress)
+    ph = _displaced(atoms, matrix, displacement, primitive)
+    ph.forces = _supercell_forces(model, ph, total_charge(atoms) / len(atoms), batch_size, progress)
     ph.produce_force_constants(show_drift=False)
     band = _band_structure(ph, band_points)
     ph.run_mesh(mesh, is_gamma_center=True)
@@ -79,19 +83,53 @@ def phonons(structure, model: str | Path | Model | None = None, *, supercell=(2,
     return result
 
 
+def supercell_matrix(supercell) -> np.ndarray:
+    """The 3×3 integer supercell matrix of 3 repetitions or a matrix; a typed error for one with no volume."""
+    try:
+        values = np.asarray(supercell)
+        ok = values.shape in ((3,), (3, 3)) and values.dtype != bool and np.all(values == np.round(values))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise OptionError(f"supercell must be 3 whole repetitions (e.g. 2 2 2) or a 3×3 integer matrix, got {supercell!r}")
+    matrix = np.diag(values) if values.ndim == 1 else values
+    matrix = matrix.astype(int)
+    if (values.ndim == 1 and np.any(values < 1)) or round(np.linalg.det(matrix)) < 1:
+        raise OptionError(f"supercell {np.asarray(supercell).tolist()} has no volume (a repetition < 1, or a "
+                         "singular or left-handed matrix); give repetitions of 1 or more, e.g. 2 2 2")
+    return matrix
+
+
+def _check_options(displacement, mesh, band_points, t_min, t_max, t_step, batch_size) -> None:
+    numbers = {"displacement": displacement, "t_min": t_min, "t_max": t_max, "t_step": t_step}
+    for name, value in numbers.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value):
+            raise OptionError(f"{name} must be a finite number, got {value!r}")
+    if not displacement > 0 or not t_step > 0:
+        raise OptionError(f"displacement ({displacement} Å) and t_step ({t_step} K) must be above 0 (e.g. 0.01, 10)")
+    if not 0 <= t_min <= t_max:
+        raise OptionError(f"temperatures need 0 <= t_min <= t_max, got t_min {t_min} K, t_max {t_max} K")
+    if np.ndim(mesh) == 0 and not (np.isfinite(mesh) and mesh > 0):
+        raise OptionError(f"mesh as a sampling length must be above 0 Å, got {mesh!r}")
+    if np.ndim(mesh) != 0 and (np.shape(mesh) != (3,) or np.any(np.asarray(mesh) < 1)):
+        raise OptionError(f"mesh must be 3 whole numbers >= 1 or a length in Å, got {mesh!r}")
+    for name, value in {"band_points": (band_points, 2), "batch_size": (batch_size, 1)}.items():
+        if isinstance(value[0], bool) or not isinstance(value[0], (int, np.integer)) or value[0] < value[1]:
+            raise OptionError(f"{name} must be a whole number >= {value[1]}, got {value[0]!r}")
+
+
 def imaginary_warning(result: PhononResult) -> str:
     return (f"imaginary modes: the lowest frequency is {result.min_frequency_THz:.3g} THz (below "
             f"-{result.imaginary_tolerance_THz:g} THz). The structure may not be at a minimum (relax it first, "
             "with the cell) or may be dynamically unstable; a larger supercell can also help.")
 
 
-def _displaced(atoms: Atoms, supercell, displacement: float, primitive):
+def _displaced(atoms: Atoms, matrix: np.ndarray, displacement: float, primitive):
     phonopy = optional("phonopy")
     from phonopy.structure.atoms import PhonopyAtoms
 
     unitcell = PhonopyAtoms(symbols=atoms.get_chemical_symbols(), cell=atoms.cell.array,
                             scaled_positions=atoms.get_scaled_positions(), masses=atoms.get_masses())
-    matrix = np.diag(supercell) if np.ndim(supercell) == 1 else np.asarray(supercell)
     with warnings.catch_warnings():  # "auto" is our explicit choice, not phonopy 3's default
         warnings.filterwarnings("ignore", message="primitive_matrix defaulted to 'auto'")
         ph = phonopy.Phonopy(unitcell, supercell_matrix=matrix, primitive_matrix=primitive)
@@ -99,14 +137,16 @@ def _displaced(atoms: Atoms, supercell, displacement: float, primitive):
     return ph
 
 
-def _supercell_forces(model: Model, ph, charge: float, batch_size: int, progress: bool) -> np.ndarray:
-    cells = [Atoms(c.symbols, cell=c.cell, scaled_positions=c.scaled_positions, pbc=True, info={"charge": charge})
+def _supercell_forces(model: Model, ph, charge_per_atom: float, batch_size: int, progress: bool) -> np.ndarray:
+    """Forces of every displaced supercell; each carries the unit cell's charge times its size."""
+    cells = [Atoms(c.symbols, cell=c.cell, scaled_positions=c.scaled_positions, pbc=True)
              for c in ph.supercells_with_displacements]
     forces = []
     with progress_bar(len(cells), "phonons", progress, unit="supercell") as bar:
         for start in range(0, len(cells), batch_size):
             chunk = cells[start:start + batch_size]
-            forces += [out["forces"].astype(float) for out in model.compute(chunk, stress=False)]
+            charges = [charge_per_atom * len(cell) for cell in chunk]
+            forces += [out["forces"].astype(float) for out in model.compute(chunk, charges, stress=False)]
             bar.update(len(chunk))
     return np.array(forces)
 
