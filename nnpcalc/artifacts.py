@@ -1,0 +1,208 @@
+"""Artifacts beside the TorchScript model file: which one serves a model, and where they are cached.
+
+A model file is TorchScript (``nnpcalc.modelfile``), the contract every engine loads. From it
+nnpcalc can build, once per machine, two more artifacts (``nnpcalc.exported``):
+
+=============  =====================================================  ==========================
+artifact       what                                                   used when
+=============  =====================================================  ==========================
+"compiled"     the ``torch.export`` program compiled by AOTInductor     ``artifact="auto"`` finds it
+               (native kernels, no Python or TorchScript per op)       cached, or it is asked for
+"exported"     the ``torch.export`` program, run by torch's FX graph   only when asked for
+"torchscript"  the model file itself                                   otherwise, and as fallback
+=============  =====================================================  ==========================
+
+Building is explicit (``Model(..., artifact="compiled")``, ``nnp export --compile``): it takes
+tens of seconds (exported) to minutes (compiled). Programs are cached under
+``~/.cache/nnpcalc/artifacts`` (``NNPCALC_CACHE_DIR`` or ``root=`` moves it; nothing is written
+outside it), named by a hash of everything they depend on: the model file's SHA-256, nnpcalc's
+network code, torch version, CPU, dtype and device. Any failure to build or load one is an
+:class:`~nnpcalc.errors.ArtifactWarning` saying why, and the TorchScript file serves (the same
+numbers). A program serves one structure of ``N >= 2`` atoms and ``E >= 2`` pairs per call; the
+compiled one runs on one thread, so it serves the graphs the runtime runs on one thread.
+
+Loading an exported program never unpickles (the archive is checked first). A compiled package
+is native code: nnpcalc loads only packages it compiled itself into its own cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import platform
+import warnings
+import zipfile
+from pathlib import Path
+
+import torch
+
+from . import __version__
+from .errors import ArtifactWarning, ModelFileError
+
+ARTIFACTS = ("auto", "compiled", "exported", "torchscript")
+#: bump when the programs' calling convention or build recipe changes (old cache entries then miss)
+ARTIFACT_VERSION = 1
+#: network code whose change changes the traced program for the same model file
+_CODE = ("nn", "graph.py", "exported.py")
+
+
+def cache_dir(root: str | Path | None = None) -> Path:
+    """Where programs are cached: ``root``, else ``$NNPCALC_CACHE_DIR``, else ~/.cache/nnpcalc; then /artifacts."""
+    base = root or os.environ.get("NNPCALC_CACHE_DIR") or Path.home() / ".cache" / "nnpcalc"
+    return Path(base).expanduser().resolve() / "artifacts"
+
+
+def artifact_info(model_path: str | Path, dtype: torch.dtype, device) -> dict:
+    """Everything a cached program depends on; its hash names the cache entry."""
+    return {
+        "artifact_version": ARTIFACT_VERSION,
+        "model_sha256": _sha256_file(Path(model_path)),
+        "code_sha256": _code_digest(),
+        "nnpcalc_version": __version__,
+        "torch_version": torch.__version__,
+        "cpu": _cpu_name(),
+        "dtype": str(dtype).replace("torch.", ""),
+        "device": torch.device(device).type,
+    }
+
+
+def cache_path(model_path: str | Path, kind: str, info: dict, root: str | Path | None = None) -> Path:
+    """The cache entry of artifact ``kind`` ("exported" or "compiled") for ``info``."""
+    key = hashlib.sha256(json.dumps(info, sort_keys=True).encode()).hexdigest()[:24]
+    return cache_dir(root) / f"{Path(model_path).stem}-{info['dtype']}-{key}.{kind}.pt2"
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _code_digest() -> str:
+    root = Path(__file__).parent
+    files = sorted(p for name in _CODE for p in ([root / name] if name.endswith(".py") else (root / name).glob("*.py")))
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            name = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), "")
+    except OSError:
+        name = ""
+    return f"{platform.machine()} {name or platform.processor()}".strip()
+
+
+class Program:
+    """A loaded exported or compiled program: called like ``Potential.evaluate``, returns a dict."""
+
+    def __init__(self, kind: str, module, keys: list[str], path: Path):
+        self.kind, self.module, self.keys, self.path = kind, module, list(keys), path
+
+    def __repr__(self) -> str:
+        return f"Program({self.kind!r}, {str(self.path)!r})"
+
+    def accepts(self, num_structures: int, num_atoms: int, num_pairs: int, threads: int | None) -> bool:
+        """Whether a call of this size (on ``threads`` threads) is this program's to serve."""
+        from .exported import MIN_ATOMS, MIN_PAIRS
+
+        single = self.kind != "compiled" or threads == 1  # compiled kernels are single-threaded
+        return single and num_structures == 1 and num_atoms >= MIN_ATOMS and num_pairs >= MIN_PAIRS
+
+    def __call__(self, positions, atomic_numbers, cell, pbc, total_charge, batch, fidelity, edge_index, shifts):
+        if fidelity is None:
+            fidelity = torch.zeros(cell.shape[0], dtype=torch.long, device=cell.device)
+        with torch.no_grad():  # forces and stress are ops of the program: no autograd needed
+            values = self.module(positions, atomic_numbers, cell, pbc, total_charge, batch, fidelity, edge_index, shifts)
+        return dict(zip(self.keys, values))
+
+
+def build(model_path: str | Path, kind: str, dtype: torch.dtype, device="cpu", root=None, loaded=None) -> Path:
+    """Build artifact ``kind`` ("exported" or "compiled") of a model file into the cache; its path."""
+    from .exported import compile_program, export_program
+
+    info = artifact_info(model_path, dtype, device)
+    target = cache_path(model_path, kind, info, root)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    program, keys = export_program(model_path, dtype, device, loaded)
+    partial = target.with_name(f"{target.name[:-4]}.{os.getpid()}.partial.pt2")
+    if kind == "compiled":
+        compile_program(program, partial, target.parent / "inductor")
+    else:
+        torch.export.save(program, partial)
+    _sidecar(target).write_text(json.dumps(info | {"kind": kind, "keys": keys}, indent=1))
+    os.replace(partial, target)  # readers never see a half-written program
+    return target
+
+
+def _sidecar(path: Path) -> Path:
+    return path.with_name(path.name + ".json")
+
+
+def load(path: str | Path, info: dict | None = None) -> Program:
+    """A cached program; ``ModelFileError`` if it is stale for ``info`` or holds pickles."""
+    path = Path(path)
+    try:
+        stored = json.loads(_sidecar(path).read_text())
+    except (OSError, ValueError) as err:
+        raise ModelFileError(f"{path} has no readable description ({err}); delete it to rebuild") from err
+    if info is not None and {key: stored.get(key) for key in info} != info:
+        raise ModelFileError(f"{path} was built for another model file, torch, CPU or nnpcalc; delete it to rebuild")
+    if stored["kind"] == "compiled":
+        module = torch._inductor.aoti_load_package(str(path))
+    else:
+        _refuse_pickles(path)
+        module = torch.export.load(path).module()
+    return Program(stored["kind"], module, stored["keys"], path)
+
+
+def _refuse_pickles(path: Path) -> None:
+    """Raise ``ModelFileError`` unless ``torch.export.load(path)`` reads raw tensors only."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for name in archive.namelist():
+                if name.endswith(("_weights_config.json", "_constants_config.json")):
+                    for entry in json.loads(archive.read(name))["config"].values():
+                        if entry.get("use_pickle") or not entry["path_name"].startswith(("weight_", "tensor_")):
+                            raise ModelFileError(f"{path} holds pickled objects ({name}); refusing to load it")
+                elif "/data/sample_inputs/" in name and archive.getinfo(name).file_size:
+                    torch.load(io.BytesIO(archive.read(name)), weights_only=True)  # torch would retry unsafely
+    except (zipfile.BadZipFile, OSError, KeyError, ValueError, RuntimeError) as err:
+        raise ModelFileError(f"{path} is not a readable exported program ({err}); delete it to rebuild") from err
+
+
+def for_model(model_path: str | Path, dtype: torch.dtype, device="cpu", artifact: str = "auto",
+              root=None, loaded=None) -> Program | None:
+    """The program serving ``model_path`` in ``dtype`` on ``device``, or None: the TorchScript file serves.
+
+    ``artifact``: "auto" (a cached compiled program, if any), "compiled" or "exported" (built
+    when missing), "torchscript". A failure is an :class:`ArtifactWarning` naming its cause.
+    """
+    if artifact not in ARTIFACTS:
+        raise ValueError(f"unknown artifact {artifact!r}; choose from {', '.join(ARTIFACTS)}")
+    if artifact == "torchscript":
+        return None
+    info = artifact_info(model_path, dtype, device)
+    kind = "compiled" if artifact == "auto" else artifact
+    path, step = cache_path(model_path, kind, info, root), "load"
+    try:
+        if not path.is_file():
+            if artifact == "auto":
+                return None
+            step = "build"
+            build(model_path, kind, dtype, device, root, loaded)
+        return load(path, info)
+    except Exception as err:  # any failure: serve from the TorchScript file, and say why
+        warnings.warn(
+            f"nnpcalc: could not {step} the {kind} program of {Path(model_path).name} ({info['dtype']}, "
+            f"{path}): {type(err).__name__}: {err}. The TorchScript file serves instead (same numbers; "
+            "slower for small systems).", ArtifactWarning, stacklevel=3,
+        )
+        return None

@@ -1,0 +1,106 @@
+"""A model file as a ``torch.export`` program, optionally compiled ahead of time (AOTInductor).
+
+TorchScript (the model file) is deprecated since torch 2.11; its successor is an
+``ExportedProgram``: an ATen graph saved as data (``torch.export.save``), which AOTInductor
+compiles into a native library. Both are built from the file's own weights
+(``nnpcalc.nn.build.rebuild``), as NequIP builds its packages: ``make_fx`` runs
+``Potential.evaluate`` — energy, then one autograd pass for forces and stress — and unrolls the
+backward pass into plain ATen ops; ``torch.export`` turns that graph into a program with a
+dynamic number of atoms and pairs. The program takes the neighbour graph as an input::
+
+    outputs = program(positions [N,3], atomic_numbers [N], cell [1,3,3], pbc [1,3],
+                      total_charge [1], batch [N], fidelity [1], edge_index [2,E], shifts [E,3])
+
+``outputs`` is a tuple in the order of ``keys`` (every output of the file, forces and stress
+included). One structure per call, ``N >= 2`` atoms, ``E >= 2`` directed pairs of a full
+(symmetric) list. ``nnpcalc.artifacts`` caches and chooses; this module only builds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+MIN_ATOMS, MIN_PAIRS = 2, 2
+
+
+class _Evaluate(torch.nn.Module):
+    """What is traced: ``Potential.evaluate`` (forces and stress included), outputs as a tuple."""
+
+    def __init__(self, potential: torch.nn.Module, keys: list[str]):
+        super().__init__()
+        self.potential = potential
+        self.keys = list(keys)
+
+    def forward(self, positions, atomic_numbers, cell, pbc, total_charge, batch, fidelity, edge_index, shifts):
+        out = self.potential.evaluate(
+            positions, atomic_numbers, cell, pbc, total_charge, batch, fidelity, edge_index, shifts, True, True, False
+        )
+        return tuple(out[key] for key in self.keys)
+
+
+def example_inputs(metadata: dict, dtype: torch.dtype, device: torch.device) -> tuple:
+    """A 7-atom periodic structure of the model's elements: the program's arguments, for tracing."""
+    from ase.data import atomic_numbers as numbers_of
+
+    from .neighbors import neighbor_graph
+
+    n, cutoff = 7, float(metadata["cutoff"])
+    elements = [numbers_of[symbol] for symbol in metadata["elements"]]
+    generator = torch.Generator().manual_seed(0)
+    positions = (3.0 * torch.rand(n, 3, generator=generator, dtype=torch.float64)).to(device=device, dtype=dtype)
+    numbers = torch.tensor([elements[k % len(elements)] for k in range(n)], device=device)
+    cell = (2 * cutoff + 3.0) * torch.eye(3, dtype=dtype, device=device).unsqueeze(0)
+    pbc = torch.ones(1, 3, dtype=torch.bool, device=device)
+    batch = torch.zeros(n, dtype=torch.long, device=device)
+    edge_index, shifts = neighbor_graph(positions, cell, pbc, batch, cutoff, "torch")
+    charge = torch.zeros(1, dtype=dtype, device=device)
+    fidelity = torch.zeros(1, dtype=torch.long, device=device)
+    return positions, numbers, cell, pbc, charge, batch, fidelity, edge_index, shifts.to(dtype)
+
+
+def trace(module: torch.nn.Module, args: tuple) -> torch.export.ExportedProgram:
+    """``make_fx`` unrolls the autograd pass into ATen ops; ``torch.export`` makes N and E dynamic."""
+    from torch.fx.experimental import _config
+    from torch.fx.experimental.proxy_tensor import make_fx
+
+    previous = _config.use_duck_shape
+    _config.use_duck_shape = False  # atoms and pairs stay independent sizes, even if equal in the example
+    try:
+        with torch.enable_grad():
+            graph = make_fx(module, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*[a.clone() for a in args])
+    finally:
+        _config.use_duck_shape = previous
+    atoms = torch.export.Dim("atoms", min=MIN_ATOMS)
+    pairs = torch.export.Dim("pairs", min=MIN_PAIRS)
+    dynamic = ({0: atoms}, {0: atoms}, None, None, None, {0: atoms}, None, {1: pairs}, {0: pairs})
+    return torch.export.export(graph, args, dynamic_shapes=dynamic, strict=False)
+
+
+def export_program(model_path, dtype: torch.dtype, device, loaded=None) -> tuple[torch.export.ExportedProgram, list[str]]:
+    """(program, keys) for the model file at ``model_path``; ``loaded``: its ``(module, metadata)``."""
+    from .modelfile import load
+    from .nn.build import rebuild
+
+    loaded = loaded if loaded is not None else load(model_path)
+    potential = rebuild(model_path, loaded).to(device=device, dtype=dtype).eval().requires_grad_(False)
+    args = example_inputs(loaded[1], dtype, torch.device(device))
+    with torch.enable_grad():
+        keys = list(potential.evaluate(*args))
+    program = trace(_Evaluate(potential, keys), args)
+    program.example_inputs = None  # nothing pickled in the archive (loading refuses archives that are)
+    return program, keys
+
+
+def compile_program(program: torch.export.ExportedProgram, path: Path, work_dir: Path) -> Path:
+    """AOTInductor: ``program`` as a native package at ``path`` (single-threaded kernels).
+
+    ``work_dir`` holds Inductor's intermediate files (C++ sources, objects) instead of /tmp.
+    """
+    from torch._inductor.runtime.cache_dir_utils import temporary_cache_dir
+
+    with temporary_cache_dir(str(work_dir)):
+        return Path(torch._inductor.aoti_compile_and_package(
+            program, package_path=str(path), inductor_configs={"cpp.threads": 1}
+        ))

@@ -1,0 +1,209 @@
+"""The exported and compiled programs (nnpcalc.exported, nnpcalc.artifacts): same numbers as the
+TorchScript file and the eager module, loud fallback, a cache that never unpickles.
+
+Building a program takes tens of seconds (exported) to minutes (compiled): those tests are
+marked slow and share one module-scoped build of a tiny model; the rest run in seconds.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+from ase.build import bulk, molecule
+
+from nnpcalc import artifacts, modelfile
+from nnpcalc.calculator import NNPCalculator
+from nnpcalc.errors import ArtifactWarning, ModelFileError
+from nnpcalc.nn.build import rebuild
+from nnpcalc.neighbors import neighbor_graph
+from nnpcalc.runtime import Model, stack_structures
+from nnpcalc.testing import TOLERANCES, check_forces, check_stress
+
+F64 = torch.float64
+EXACT = 1e-10  # every path agrees to this in float64 (eV, eV/Å, eV/Å³, e)
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("NNPCALC_CACHE_DIR", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def structures():
+    """A molecule, a charged molecule and a periodic triclinic cell of the tiny model's elements."""
+    ethanol = molecule("CH3CH2OH")
+    ion = molecule("H2O")
+    ion.info["charge"] = -1.0
+    metal = bulk("Cu", "fcc", a=3.6, cubic=True)
+    metal.numbers[:2] = 13
+    metal.set_cell(metal.cell.array + [[0, 0.3, 0], [0.2, 0, 0], [0, 0, 0]], scale_atoms=True)
+    for k, atoms in enumerate((ethanol, ion, metal)):
+        atoms.rattle(0.05, seed=k)
+    return {"ethanol": ethanol, "ion": ion, "metal": metal}
+
+
+def call_inputs(atoms, cutoff):
+    positions, numbers, cell, pbc, batch = stack_structures([atoms], F64)
+    graph = neighbor_graph(positions, cell, pbc, batch, cutoff)
+    charge = torch.tensor([atoms.info.get("charge", 0.0)], dtype=F64)
+    fidelity = torch.zeros(1, dtype=torch.long)
+    return (positions, numbers, cell, pbc, charge, batch, fidelity, *graph)
+
+
+def max_difference(out: dict, reference: dict) -> float:
+    """Largest deviation over ``reference``'s outputs (a program also gives stress without a volume)."""
+    assert set(reference) <= set(out)
+    return max(float((out[k].double() - reference[k].double()).abs().max()) for k in reference)
+
+
+# ---- fast: no program is built --------------------------------------------------------------
+
+
+def test_eager_evaluate_matches_torchscript(model_file):
+    """What is traced (``Potential.evaluate`` of the rebuilt module) is the file's computation."""
+    scripted, metadata = modelfile.load(model_file)
+    scripted = scripted.to(F64)
+    eager = rebuild(model_file, (scripted, metadata)).to(F64).eval()
+    for name, atoms in structures().items():
+        args = call_inputs(atoms, metadata["cutoff"])
+        with modelfile.calling():
+            reference = scripted.forward_batch(*args)
+            out = eager.evaluate(*args)
+        assert max_difference(out, reference) < EXACT, name
+
+
+def test_auto_without_a_cached_program_serves_torchscript(model_file, cache):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ArtifactWarning)
+        model = Model(model_file, dtype="float64")
+    assert model.program is None
+    assert not cache.exists()  # "auto" never builds, and writes nothing
+
+
+def test_unknown_artifact_is_refused(model_file):
+    with pytest.raises(ValueError, match="torchscript"):
+        Model(model_file, artifact="onnx")
+
+
+def test_a_broken_cached_program_warns_and_torchscript_serves(model_file, cache):
+    info = artifacts.artifact_info(model_file, F64, "cpu")
+    path = artifacts.cache_path(model_file, "compiled", info)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not a package")
+    path.with_name(path.name + ".json").write_text(json.dumps(info | {"kind": "compiled", "keys": ["energy"]}))
+    with pytest.warns(ArtifactWarning, match="TorchScript file serves"):
+        model = Model(model_file, dtype="float64")
+    assert model.program is None
+    reference = Model(model_file, dtype="float64", artifact="torchscript")
+    atoms = structures()["ethanol"]
+    assert model.compute([atoms])[0]["energy"] == reference.compute([atoms])[0]["energy"]
+
+
+def test_a_stale_cached_program_is_refused(model_file, cache):
+    info = artifacts.artifact_info(model_file, F64, "cpu")
+    path = artifacts.cache_path(model_file, "exported", info)
+    path.parent.mkdir(parents=True)
+    path.with_name(path.name + ".json").write_text(json.dumps(info | {"torch_version": "0.0", "kind": "exported"}))
+    with pytest.raises(ModelFileError, match="another model file, torch"):
+        artifacts.load(path, info)
+
+
+def test_cache_entries_differ_by_dtype_and_file(model_file, model_factory, tmp_path, cache):
+    other = model_factory(tmp_path / "other.pt", seed=1)[0]
+    paths = {
+        artifacts.cache_path(f, "compiled", artifacts.artifact_info(f, dtype, "cpu"))
+        for f in (model_file, other) for dtype in (torch.float32, F64)
+    }
+    assert len(paths) == 4
+    assert all(p.parent == cache.resolve() / "artifacts" for p in paths)
+
+
+def test_an_archive_with_pickles_is_refused(tmp_path):
+    path = tmp_path / "evil.exported.pt2"
+    config = {"config": {"w": {"path_name": "weight_0", "use_pickle": True}}}
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("evil/data/weights/model_weights_config.json", json.dumps(config))
+    with pytest.raises(ModelFileError, match="pickled"):
+        artifacts._refuse_pickles(path)
+
+
+# ---- slow: one exported program of the tiny model, float64 ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def exported_model(tmp_path_factory, model_factory):
+    root = tmp_path_factory.mktemp("cache")
+    path = model_factory(tmp_path_factory.mktemp("models") / "tiny.pt")[0]
+    artifacts.build(path, "exported", F64, "cpu", root)
+    info = artifacts.artifact_info(path, F64, "cpu")
+    return path, artifacts.load(artifacts.cache_path(path, "exported", info, root), info), root
+
+
+@pytest.mark.slow
+def test_exported_matches_torchscript_and_eager(exported_model):
+    path, program, _ = exported_model
+    scripted, metadata = modelfile.load(path)
+    scripted = scripted.to(F64)
+    eager = rebuild(path, (scripted, metadata)).to(F64).eval()
+    for name, atoms in structures().items():
+        args = call_inputs(atoms, metadata["cutoff"])
+        with modelfile.calling():
+            reference = scripted.forward_batch(*args)
+            out = eager.evaluate(*args)
+        assert max_difference(program(*args), reference) < EXACT, name
+        assert max_difference(out, reference) < EXACT, name
+
+
+@pytest.mark.slow
+def test_exported_passes_finite_differences(exported_model, monkeypatch):
+    path, _, root = exported_model
+    monkeypatch.setenv("NNPCALC_CACHE_DIR", str(root))
+    model = Model(path, dtype="float64", artifact="exported")
+    assert model.program is not None and model.program.kind == "exported"
+    calc = NNPCalculator(model)
+    tolerance = TOLERANCES["float64"]
+    atoms = structures()["metal"]
+    assert check_forces(calc, atoms, tolerance["forces"]).passed
+    assert check_stress(calc, atoms, tolerance["stress"]).passed
+    assert check_forces(calc, structures()["ethanol"], tolerance["forces"]).passed
+
+
+@pytest.mark.slow
+def test_runtime_serves_in_range_calls_from_the_program(exported_model, monkeypatch):
+    path, _, root = exported_model
+    monkeypatch.setenv("NNPCALC_CACHE_DIR", str(root))
+    model = Model(path, dtype="float64", artifact="exported")
+    reference = Model(path, dtype="float64", artifact="torchscript")
+    calls = []
+    program = model.program
+    model.program = artifacts.Program(program.kind, lambda *a: calls.append(1) or program.module(*a), program.keys, program.path)
+    batch = list(structures().values()) + [bulk("Cu", "fcc", a=3.6)]  # a batch and a 1-atom cell: TorchScript
+    for atoms in batch:
+        out, ref = model.compute([atoms])[0], reference.compute([atoms])[0]
+        assert max(np.abs(out[k] - ref[k]).max() for k in ref) < EXACT
+    assert len(calls) == 3  # the 1-atom cell is below the program's range
+    together = model.compute(batch)
+    assert len(calls) == 3  # batches are TorchScript's
+    assert abs(together[0]["energy"] - reference.compute(batch[:1])[0]["energy"]) < EXACT
+
+
+@pytest.mark.slow
+def test_compiled_matches_torchscript(exported_model, tmp_path_factory):
+    """AOTInductor on this CPU (minutes): the same numbers to rounding."""
+    path, _, _ = exported_model
+    root = tmp_path_factory.mktemp("compiled")
+    artifacts.build(path, "compiled", F64, "cpu", root)
+    info = artifacts.artifact_info(path, F64, "cpu")
+    program = artifacts.load(artifacts.cache_path(path, "compiled", info, root), info)
+    scripted, metadata = modelfile.load(path)
+    scripted = scripted.to(F64)
+    for name, atoms in structures().items():
+        args = call_inputs(atoms, metadata["cutoff"])
+        with modelfile.calling():
+            reference = scripted.forward_batch(*args)
+        assert max_difference(program(*args), reference) < EXACT, name
