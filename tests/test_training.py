@@ -92,6 +92,7 @@ def test_train_exports_a_model_that_reproduces_the_checkpoint(molecules, tmp_pat
     np.testing.assert_allclose(atoms.get_forces(), ref["forces"].detach().numpy(), atol=1e-5)
 
 
+@pytest.mark.slow  # three training runs (119 s measured on a busy 2-core machine)
 def test_resume_reproduces_an_uninterrupted_run(molecules, tmp_path):
     whole = train(config(molecules / "gfn2.extxyz", tmp_path / "a", trainer=QUIET | {"max_epochs": 4}))
     train(config(molecules / "gfn2.extxyz", tmp_path / "b", trainer=QUIET | {"max_epochs": 2}))
@@ -190,6 +191,7 @@ def test_empty_dataset(tmp_path):
         train(config(tmp_path / "empty.extxyz", tmp_path))
 
 
+@pytest.mark.slow  # two processes, each starts Python, torch and Lightning (60 s, busy 2 cores)
 def test_ddp_with_two_cpu_processes(molecules, tmp_path):
     import yaml
 

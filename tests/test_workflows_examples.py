@@ -23,6 +23,7 @@ def test_md_water_box(model_file, tmp_path):
     assert result.steps == 10 and (tmp_path / "md-run" / "md.log").is_file()
 
 
+@pytest.mark.slow  # phonopy bands and DOS on a 2x2x2 supercell (60 s, busy 2 cores)
 def test_phonons_cu(tmp_path):
     pytest.importorskip("phonopy")
     pytest.importorskip("matplotlib")
@@ -32,6 +33,7 @@ def test_phonons_cu(tmp_path):
     assert (tmp_path / "band.png").is_file() and result.band["labels"][0] == "Γ"
 
 
+@pytest.mark.slow  # tblite labels, training, export (38 s, busy 2 cores); test_training covers each part
 def test_train_and_export(tmp_path):
     pytest.importorskip("tblite")
     pytest.importorskip("lightning")
