@@ -132,6 +132,41 @@ def ewald_energies(positions: Tensor, charges: Tensor, cell: Tensor, accuracy: f
     return energies + background / positions.shape[0]
 
 
+def interaction_energy(positions: Tensor, charges: Tensor, group: Tensor, cell: Tensor, periodic: bool,
+                       accuracy: float = 1e-6, cutoff: float = 10.0) -> Tensor:
+    """Bare Coulomb energy (e²/Å) between the charges in ``group`` (bool [N]) and the others.
+
+    Molecules: Σ_{i∈A, j∉A} q_i q_j / r_ij. Periodic cells: the A–B part of the Ewald sum of all
+    charges (real-space pairs across the groups, 2 Re(S_A S_B*) in reciprocal space, and the
+    background −πQ_A Q_B / (Vα²)); no self term. For ML/MM electrostatic embedding.
+    """
+    a, b = group.nonzero().squeeze(1), (~group).nonzero().squeeze(1)
+    if not periodic:
+        vec = positions[b].unsqueeze(0) - positions[a].unsqueeze(1)
+        return (charges[a].unsqueeze(1) * charges[b].unsqueeze(0) / torch.linalg.norm(vec, dim=-1)).sum()
+    alpha, k_cut = ewald_parameters(accuracy, cutoff)
+    n = positions.shape[0]
+    zeros = torch.zeros(n, dtype=torch.long, device=positions.device)
+    pbc = torch.ones(1, 3, dtype=torch.bool, device=positions.device)
+    edge_index, shifts = graph.neighbor_list(positions, cell.unsqueeze(0), pbc, zeros, 1, cutoff)
+    across = group[edge_index[0]] & ~group[edge_index[1]]  # i in A, j in B: each pair once
+    edge_index, shifts = edge_index[:, across], shifts[across]
+    vec = graph.edge_vectors(positions, cell.unsqueeze(0), zeros, edge_index, shifts)
+    r = torch.sqrt((vec * vec).sum(-1))
+    real = (charges[edge_index[0]] * charges[edge_index[1]] * torch.erfc(alpha * r) / r).sum()
+    k = k_vectors(cell, k_cut)
+    k2 = (k * k).sum(-1)
+    weight = 2.0 * torch.exp(-k2 / (4.0 * alpha * alpha)) / k2
+    phase = positions @ k.transpose(0, 1)
+    q_a, q_b = torch.where(group, charges, 0.0), torch.where(group, 0.0, charges)
+    cos, sin = torch.cos(phase), torch.sin(phase)
+    cross = (q_a @ cos) * (q_b @ cos) + (q_a @ sin) * (q_b @ sin)  # Re(S_A S_B*)
+    volume = torch.linalg.det(cell).abs()
+    reciprocal = (2.0 * math.pi / volume) * 2.0 * (weight * cross).sum()
+    background = -math.pi * q_a.sum() * q_b.sum() / (volume * alpha * alpha)
+    return real + reciprocal + background
+
+
 class Electrostatics(Head):
     """Adds the damped Coulomb energy of ``outputs["charges"]`` to ``energy`` and ``energies``.
 

@@ -73,8 +73,25 @@ class NNPCalcPotentialImpl(MLPotentialImpl):
         return Model(self.model.path, dtype=dtype, device=self.model.device)
 
     def getMLLongRange(self) -> bool:
-        """The model is local (a cutoff graph): no long-range ML interactions to embed."""
-        return False
+        """Long-ranged when the model sums its charges' Coulomb energy over periodic images
+        (architecture electrostatics 'ewald'); otherwise local (a cutoff graph)."""
+        return self.model.metadata["architecture"].get("electrostatics", "none") == "ewald"
+
+    def getSupportedEmbeddings(self) -> list[str]:
+        """'electrostatic' (:mod:`nnpcalc.openmm.embedding`) for models that predict charges."""
+        return ["electrostatic"] if "charges" in self.model.outputs else []
+
+    def createMixedSystem(self, topology, system, atoms, forceGroup, interpolate, embedding, returnInfo=False, **args):
+        """``embedding="electrostatic"``: the model's charges interact with the MM charges."""
+        from ..errors import EngineSetupError
+        from .embedding import create_mixed_system
+
+        check_options(args, SYSTEM_OPTIONS, 'MLPotential("nnpcalc").createMixedSystem')
+        if interpolate:
+            raise EngineSetupError("electrostatic embedding does not interpolate (lambda_interpolate); "
+                                   "use embedding='mechanical' to interpolate")
+        return create_mixed_system(self._model(args.get("precision")), topology, system, atoms, forceGroup,
+                                   _charge(args), self.threads)
 
 
 def _charge(args: dict) -> float:
