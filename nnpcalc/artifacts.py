@@ -40,6 +40,7 @@ import torch
 
 from . import __version__
 from .errors import ArtifactWarning, ModelFileError
+from .properties import dtype_name
 
 ARTIFACTS = ("auto", "compiled", "exported", "torchscript")
 #: bump when the programs' calling convention or build recipe changes (old cache entries then miss)
@@ -63,7 +64,7 @@ def artifact_info(model_path: str | Path, dtype: torch.dtype, device) -> dict:
         "nnpcalc_version": __version__,
         "torch_version": torch.__version__,
         "cpu": _cpu_name(),
-        "dtype": str(dtype).replace("torch.", ""),
+        "dtype": dtype_name(dtype),
         "device": torch.device(device).type,
     }
 

@@ -24,9 +24,9 @@ import torch
 from ase.data import chemical_symbols
 
 from .errors import ModelFileError
+from .properties import DTYPES
 
 FIX = "Restore the original file or re-export it with `nnp export`."
-DTYPES = ("float32", "float64")
 
 
 def digest(module: torch.nn.Module, metadata: dict) -> str:
