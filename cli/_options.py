@@ -2,11 +2,56 @@
 
 from __future__ import annotations
 
+import math
 import sys
 
 import click
 
 from nnpcalc.workflows.choices import DTYPES
+
+
+class Number(click.FloatRange):
+    """A finite float (no NaN, no inf) within click's FloatRange bounds."""
+
+    name = "number"
+
+    def convert(self, value, param, ctx):
+        number = click.FLOAT.convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return super().convert(number, param, ctx)
+
+
+#: the numeric option types the commands share
+FINITE = Number()
+POSITIVE = Number(min=0, min_open=True)
+NOT_NEGATIVE = Number(min=0)
+COUNT = click.IntRange(min=0)
+AT_LEAST_ONE = click.IntRange(min=1)
+
+
+def writable_file(ctx, param, value):
+    """Option callback: refuse, before any work, an output file that cannot be written."""
+    return _writable(value, folder=False)
+
+
+def writable_folder(ctx, param, value):
+    """Option callback: refuse, before any work, an output folder that cannot be created or written."""
+    return _writable(value, folder=True)
+
+
+def _writable(value, folder: bool):
+    from nnpcalc.errors import OutputPathError
+    from nnpcalc.workflows.io import check_writable
+
+    if not value:
+        return value
+    try:
+        check_writable(value, folder=folder)
+    except OutputPathError as err:
+        raise click.BadParameter(str(err)) from err
+    return value
+
 
 model_option = click.option(
     "-m", "--model", default=None, metavar="MODEL",

@@ -1,12 +1,54 @@
-"""`nnp md INPUT` / `nnp md --resume RUNDIR`: molecular dynamics that checkpoints and resumes exactly."""
+"""`nnp md INPUT` / `nnp md --resume RUNDIR`: molecular dynamics that checkpoints and resumes exactly.
+
+Every setting's default comes from :class:`nnpcalc.workflows.md_settings.MDSettings` (stated
+once there, with its reason); this module only names the options and their types.
+"""
 
 from __future__ import annotations
 
 import click
+from click.core import ParameterSource
 
 from nnpcalc.workflows.choices import DTYPES, ENGINES, ENSEMBLES
+from nnpcalc.workflows.md_settings import DEFAULTS
 
-from ._options import model_option, quiet_option, show_progress
+from ._options import AT_LEAST_ONE, COUNT, FINITE, NOT_NEGATIVE, POSITIVE, model_option, quiet_option, show_progress
+
+
+def setting(name: str, flag: str, kind, help: str):
+    """An option for the MDSettings field ``name``, with the dataclass's default."""
+    return click.option(flag, name, type=kind, default=getattr(DEFAULTS, name), show_default=True, help=help)
+
+
+#: MDSettings fields the command line sets, in --help order
+SETTINGS = [
+    setting("ensemble", "--ensemble", click.Choice(ENSEMBLES), "Ensemble (docs/cli.md: the integrator of each engine)."),
+    setting("engine", "--engine", click.Choice(ENGINES), "ASE integrators, or OpenMM."),
+    setting("temperature_K", "--temperature-K", NOT_NEGATIVE,
+            "Thermostat target, and the temperature of the starting velocities, in K."),
+    setting("pressure_GPa", "--pressure-GPa", FINITE, "npt pressure in GPa."),
+    setting("timestep_fs", "--timestep-fs", POSITIVE, "Time step in fs."),
+    setting("seed", "--seed", COUNT, "Seed of velocities and thermostat noise."),
+    setting("trajectory", "--trajectory", str,
+            "Trajectory file name in the run directory (.extxyz or .traj; OpenMM also .dcd, .xtc)."),
+    setting("trajectory_interval", "--trajectory-interval", AT_LEAST_ONE, "Steps between frames."),
+    setting("log_interval", "--log-interval", AT_LEAST_ONE, "Steps between log lines."),
+    setting("checkpoint_interval", "--checkpoint-interval", AT_LEAST_ONE, "Steps between checkpoints (ASE engine)."),
+    setting("friction_per_fs", "--friction-per-fs", POSITIVE, "Langevin friction in 1/fs."),
+    setting("tau_t_fs", "--tau-t-fs", POSITIVE, "Nose-Hoover/Bussi/MTK thermostat time in fs."),
+    setting("tau_p_fs", "--tau-p-fs", POSITIVE, "MTK barostat time in fs (ASE engine)."),
+    setting("barostat_interval", "--barostat-interval", AT_LEAST_ONE,
+            "Steps between Monte Carlo volume moves (OpenMM engine, npt)."),
+    setting("fused_distance_factor", "--fused-distance-factor", click.FloatRange(min=0, max=1, max_open=True),
+            "Stop when two atoms come closer than this × the sum of their covalent radii (0: never)."),
+    setting("dtype", "--dtype", click.Choice(DTYPES), "Precision the model runs in."),
+]
+
+
+def settings_options(command):
+    for option in reversed(SETTINGS):
+        command = option(command)
+    return command
 
 
 @click.command("md")
@@ -15,56 +57,54 @@ from ._options import model_option, quiet_option, show_progress
               help="Continue the run in RUNDIR from its last checkpoint (after a stop, crash or kill -9).")
 @click.option("-o", "--output-dir", default="md-run", show_default=True,
               help="Run directory: run.json, md.log, the trajectory and checkpoint.npz.")
-@click.option("--overwrite", is_flag=True, help="Replace what --output-dir holds.")
+@click.option("--overwrite", is_flag=True, help="Replace the earlier run that --output-dir holds.")
 @model_option
-@click.option("--ensemble", type=click.Choice(ENSEMBLES), default="nve", show_default=True)
-@click.option("--temperature-K", "temperature_K", type=float, default=300.0, show_default=True,
-              help="Thermostat target, and the temperature of the starting velocities, in K.")
-@click.option("--pressure-GPa", "pressure_GPa", type=float, default=0.0, show_default=True,
-              help="npt pressure in GPa.")
-@click.option("--timestep-fs", "timestep_fs", type=float, default=0.5, show_default=True, help="Time step in fs.")
-@click.option("--steps", type=int, help="Number of steps (default 1000). With --resume: the new total.")
-@click.option("--time-ps", "time_ps", type=float, help="Simulated time in ps (instead of --steps).")
-@click.option("--engine", type=click.Choice(ENGINES), default="ase", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of velocities and thermostat noise.")
-@click.option("--trajectory", default="trajectory.extxyz", show_default=True,
-              help="Trajectory file name in the run directory (.extxyz or .traj; OpenMM writes DCD).")
-@click.option("--trajectory-interval", type=int, default=10, show_default=True, help="Steps between frames.")
-@click.option("--log-interval", type=int, default=10, show_default=True, help="Steps between log lines.")
-@click.option("--checkpoint-interval", type=int, default=100, show_default=True, help="Steps between checkpoints.")
-@click.option("--friction-per-fs", "friction_per_fs", type=float, default=0.01, show_default=True,
-              help="Langevin friction in 1/fs.")
-@click.option("--tau-t-fs", "tau_t_fs", type=float, default=100.0, show_default=True,
-              help="Nose-Hoover/Bussi/MTK thermostat time in fs.")
-@click.option("--tau-p-fs", "tau_p_fs", type=float, default=1000.0, show_default=True, help="MTK barostat time in fs.")
-@click.option("--dtype", type=click.Choice(DTYPES), default="float64", show_default=True)
+@click.option("--steps", type=COUNT, help=f"Number of steps (default {DEFAULTS.steps}). With --resume: the new total.")
+@click.option("--time-ps", "time_ps", type=NOT_NEGATIVE, help="Simulated time in ps (instead of --steps).")
+@settings_options
 @quiet_option
-def command(input, rundir, output_dir, overwrite, model, engine, steps, time_ps, quiet, **options):
+@click.pass_context
+def command(ctx, input, rundir, output_dir, overwrite, model, steps, time_ps, quiet, **options):
     """Run MD of the structure in INPUT (its last frame), or continue a run with --resume RUNDIR.
 
     Writes md.log (time, potential, kinetic, total and conserved energy, temperature, pressure,
-    volume) and the trajectory as it runs. A run whose forces or temperature explode stops
-    with a message, keeping everything written so far.
+    volume) and the trajectory as it runs. A run whose forces or temperature explode, or whose
+    atoms fuse, stops with a message, keeping everything written so far. A resume continues the
+    run exactly as it was set up: options that would change it are refused.
     """
-    from nnpcalc.workflows import io
-    from nnpcalc.workflows.md import resume_md, run_md, step_count
-    from nnpcalc.workflows.md_state import read_settings
-
     progress = show_progress(quiet)
     if rundir is not None:
-        if input is not None:
-            raise click.UsageError("give INPUT or --resume RUNDIR, not both")
-        total = None
-        if steps is not None or time_ps is not None:
-            total = step_count(steps, time_ps, read_settings(rundir).timestep_fs)
-        result = resume_md(rundir, steps=total, progress=progress)
+        result = _resume(ctx, input, rundir, model, steps, time_ps, progress, options)
     elif input is None:
         raise click.UsageError("give the structure file INPUT, or --resume RUNDIR")
     else:
+        from nnpcalc.workflows import io
+        from nnpcalc.workflows.md import run_md
+
         atoms = io.read_structures([input])[-1]  # a trajectory continues from its last frame
-        result = run_md(atoms, model, outdir=output_dir, steps=steps, time_ps=time_ps, engine=engine,
-                        overwrite=overwrite, progress=progress, **options)
+        result = run_md(atoms, model, outdir=output_dir, steps=steps, time_ps=time_ps, overwrite=overwrite,
+                        progress=progress, **options)
     speed = f" at {result.ns_per_day:.3g} ns/day" if result.ns_per_day else ""
     click.echo(f"{result.steps} steps{speed} in {result.outdir}: "
                + ", ".join(p.name for p in result.files.values() if p.exists()))
 
+
+def _resume(ctx, input, rundir, model, steps, time_ps, progress, options):
+    """Resume: only what the user typed is compared with the run's settings (a change is refused)."""
+    from nnpcalc.workflows.md import resume_md, step_count
+    from nnpcalc.workflows.md_rundir import open_rundir, read_settings
+
+    if input is not None:
+        raise click.UsageError("give INPUT or --resume RUNDIR, not both")
+    typed = {name for name in ("output_dir", "overwrite") if _typed(ctx, name)}
+    if typed:
+        raise click.UsageError("--resume RUNDIR continues in RUNDIR; -o/--output-dir and --overwrite are for a new run")
+    total = None
+    if steps is not None or time_ps is not None:
+        total = step_count(steps, time_ps, read_settings(open_rundir(rundir)).timestep_fs)
+    changes = {name: value for name, value in options.items() if _typed(ctx, name)}
+    return resume_md(rundir, steps=total, model=model, progress=progress, **changes)
+
+
+def _typed(ctx, name: str) -> bool:
+    return ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)

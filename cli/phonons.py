@@ -4,22 +4,23 @@ from __future__ import annotations
 
 import click
 
-from ._options import dtype_option, model_option, quiet_option, show_progress, table
+from ._options import (AT_LEAST_ONE, NOT_NEGATIVE, POSITIVE, dtype_option, model_option, quiet_option, show_progress,
+                       table, writable_folder)
 
 
 @click.command("phonons")
 @click.argument("input", type=click.Path(exists=True, dir_okay=False))
-@click.option("--supercell", nargs=3, type=int, default=(2, 2, 2), show_default=True,
+@click.option("--supercell", nargs=3, type=AT_LEAST_ONE, default=(2, 2, 2), show_default=True,
               help="Repetitions of the cell along a, b, c for the force constants.")
-@click.option("-o", "--output-dir", default="phonons", show_default=True,
+@click.option("-o", "--output-dir", default="phonons", show_default=True, callback=writable_folder,
               help="Where band.png, band.csv, dos.csv, thermal.csv and phonopy_params.yaml go.")
 @model_option
-@click.option("--displacement-A", "displacement_A", type=float, default=0.01, show_default=True,
+@click.option("--displacement-A", "displacement_A", type=POSITIVE, default=0.01, show_default=True,
               help="Atomic displacement in Å.")
-@click.option("--mesh", nargs=3, type=int, default=None, help="q-point mesh for DOS and thermal properties "
+@click.option("--mesh", nargs=3, type=AT_LEAST_ONE, default=None, help="q-point mesh for DOS and thermal properties "
               "(default: from a 30 Å sampling length).")
-@click.option("--t-max-K", "t_max_K", type=float, default=1000.0, show_default=True, help="Highest temperature, K.")
-@click.option("--t-step-K", "t_step_K", type=float, default=10.0, show_default=True, help="Temperature step, K.")
+@click.option("--t-max-K", "t_max_K", type=NOT_NEGATIVE, default=1000.0, show_default=True, help="Highest temperature, K.")
+@click.option("--t-step-K", "t_step_K", type=POSITIVE, default=10.0, show_default=True, help="Temperature step, K.")
 @dtype_option
 @quiet_option
 def command(input, supercell, output_dir, model, displacement_A, mesh, t_max_K, t_step_K, dtype, quiet):

@@ -8,24 +8,25 @@ import click
 
 from nnpcalc.workflows.choices import OPTIMIZERS
 
-from ._options import dtype_option, model_option, quiet_option, show_progress, table
+from ._options import (COUNT, FINITE, POSITIVE, dtype_option, model_option, quiet_option, show_progress, table,
+                       writable_file)
 
 
 @click.command("relax")
 @click.argument("inputs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--output", type=click.Path(dir_okay=False),
+@click.option("-o", "--output", type=click.Path(dir_okay=False), callback=writable_file,
               help="Where to write the relaxed structures; the format comes from the extension "
                    "(.extxyz, .traj, .cif, POSCAR/.vasp, ...). Default: FIRST-INPUT-relaxed.extxyz.")
 @model_option
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS, case_sensitive=False), default="FIRE", show_default=True)
-@click.option("--fmax", type=float, default=0.05, show_default=True,
+@click.option("--fmax", type=POSITIVE, default=0.05, show_default=True,
               help="Converged when the largest force (and cell force with --cell) is below this, in eV/Å.")
-@click.option("--steps", type=int, default=500, show_default=True, help="Most optimizer steps per structure.")
+@click.option("--steps", type=COUNT, default=500, show_default=True, help="Most optimizer steps per structure.")
 @click.option("--cell", is_flag=True, help="Relax the cell too (ASE FrechetCellFilter).")
-@click.option("--pressure-GPa", "pressure_GPa", type=float, default=0.0, show_default=True,
+@click.option("--pressure-GPa", "pressure_GPa", type=FINITE, default=0.0, show_default=True,
               help="External pressure for --cell, in GPa.")
 @click.option("--fix-symmetry", is_flag=True, help="Keep the space group while relaxing (needs spglib).")
-@click.option("--trajectory", type=click.Path(dir_okay=False),
+@click.option("--trajectory", type=click.Path(dir_okay=False), callback=writable_file,
               help="Write every step (.extxyz or .traj); NAME-i.ext per structure when there are several.")
 @dtype_option
 @quiet_option
@@ -38,11 +39,12 @@ def command(inputs, output, model, optimizer, fmax, steps, cell, pressure_GPa, f
     from nnpcalc.workflows import io
     from nnpcalc.workflows.relax import relax
 
+    output = output or writable_file(None, None, f"{Path(inputs[0]).stem}-relaxed.extxyz")
+    io.output_format(Path(output))  # an unknown format is refused before the work, not after
     structures = io.read_structures(inputs)
     results = relax(structures, model, fmax=fmax, steps=steps, optimizer=optimizer, cell=cell,
                     pressure_GPa=pressure_GPa, fix_symmetry=fix_symmetry, trajectory=trajectory, dtype=dtype,
                     progress=show_progress(quiet))
-    output = output or f"{Path(inputs[0]).stem}-relaxed.extxyz"
     written = io.write_structures(output, [r.atoms for r in results])
     click.echo(table(["structure", "energy (eV)", "max force (eV/Å)", "volume (Å³)", "pressure (GPa)", "steps", "converged"],
                      [[r.name, r.energy, r.max_force, r.volume, r.pressure_GPa, r.steps, r.converged] for r in results]))

@@ -1,10 +1,12 @@
 """The `nnp` commands through click's CliRunner (and one real `kill -9`)."""
 
 import os
+import random
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import ase.io
 import numpy as np
@@ -90,40 +92,105 @@ def test_debug_shows_the_exception(files, model_file):
     assert type(result.exception).__name__ == "UnknownElementError"
 
 
-def test_md_resumes_after_kill_9_as_if_never_stopped(files, model_file):
-    args = ["md", "water.xyz", "-m", model_file, "--ensemble", "nvt-langevin", "--seed", "7",
-            "--checkpoint-interval", "10", "--log-interval", "5", "--trajectory-interval", "5", "-q"]
-    assert nnp(*args, "--steps", "30", "-o", "full").exit_code == 0
+#: runs `nnp` with SIGKILL planted at a chosen moment of a checkpoint write: argv = MODE N nnp-args...
+#: (mid-write: half of the Nth checkpoint's bytes are on disk; before-replace: the Nth is written
+#: beside but not yet moved into place; none: no plant, the test kills from outside)
+KILLER = """
+import io, os, signal, sys
+import numpy as np
+mode, n, calls = sys.argv[1], int(sys.argv[2]), [0]
+real_savez, real_replace = np.savez, os.replace
+def savez(fh, **arrays):
+    calls[0] += 1
+    if mode == "mid-write" and calls[0] == n:
+        buffer = io.BytesIO(); real_savez(buffer, **arrays); data = buffer.getvalue()
+        fh.write(data[: len(data) // 2]); fh.flush(); os.fsync(fh.fileno())
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_savez(fh, **arrays)
+def replace(src, dst):
+    if mode == "before-replace" and str(src).endswith("checkpoint.npz.tmp") and calls[0] == n:
+        os.kill(os.getpid(), signal.SIGKILL)
+    real_replace(src, dst)
+np.savez, os.replace = savez, replace
+from nnpcalc.cli.main import main
+sys.argv = ["nnp", *sys.argv[3:]]
+main()
+"""
+
+MD_ARGS = ["--ensemble", "nvt-langevin", "--seed", "7", "--checkpoint-interval", "3", "--log-interval", "2",
+           "--trajectory-interval", "2", "--fused-distance-factor", "0", "-q"]  # the random model fuses water
+
+
+def killed(args, mode="none", n=0, after_s=None):
+    """Run `nnp ARGS` in a process that is killed (SIGKILL) as planted, or after ``after_s`` from outside."""
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    code = "from nnpcalc.cli.main import main; main()"
-    proc = subprocess.Popen([sys.executable, "-c", code, *map(str, args), "--steps", "100000", "-o", "killed"], env=env)
-    try:
-        _wait_for_log_lines(files / "killed" / "md.log", 5, proc)  # step 15 logged, checkpoint 10 taken
-    finally:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
+    proc = subprocess.Popen([sys.executable, "-c", KILLER, mode, str(n), *map(str, args)], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    if after_s is not None:
+        rundir = args[args.index("--resume") + 1] if "--resume" in args else args[args.index("-o") + 1]
+        _wait_for_lock(Path(rundir) / "run.lock", proc)
+        time.sleep(after_s)
+        proc.kill()
+    proc.wait(timeout=300)
+    return proc.returncode
+
+
+def same_records(a, b):
+    """Same log rows and trajectory frames, each step once, no byte that was not written by a step."""
+    full, resumed = np.loadtxt(a / "md.log"), np.loadtxt(b / "md.log")
+    assert full.shape == resumed.shape and np.all(np.diff(resumed[:, 0]) > 0)
+    assert np.allclose(full, resumed, rtol=0, atol=1e-10, equal_nan=True)
+    assert b"\0" not in (b / "md.log").read_bytes() + (b / "trajectory.extxyz").read_bytes()
+    frames = [ase.io.read(d / "trajectory.extxyz", ":") for d in (a, b)]
+    assert len(frames[0]) == len(frames[1]) == len(full)
+    for x, y in zip(*frames):
+        assert np.abs(x.positions - y.positions).max() < 1e-10
+        assert np.abs(x.get_momenta() - y.get_momenta()).max() < 1e-10
+
+
+def test_md_killed_during_checkpoint_writes_resumes_record_for_record(files, model_file):
+    """kill -9 half-way through writing a checkpoint, then between writing one and moving it into
+    place, then at a random moment: every resume continues the uninterrupted run exactly."""
     from nnpcalc.workflows.md_state import load_checkpoint
 
-    assert 10 <= load_checkpoint(files / "killed").step < 30
-    result = nnp("md", "--resume", "killed", "--steps", "30")
+    args = ["md", "water.xyz", "-m", model_file, *MD_ARGS, "--steps", "30"]
+    assert nnp(*args, "-o", "full").exit_code == 0
+    assert killed([*args, "-o", "killed"], "mid-write", 3) == -signal.SIGKILL  # checkpoints at 0, 3, [6]
+    assert (files / "killed" / "checkpoint.npz.tmp").is_file() and load_checkpoint(files / "killed").step == 3
+    resume = ["md", "--resume", "killed", "-q"]
+    assert killed(resume, "before-replace", 2) == -signal.SIGKILL  # checkpoints 6, [9]
+    assert load_checkpoint(files / "killed").step == 6
+    killed(resume, after_s=random.uniform(0.0, 0.5))  # wherever it is, or done already
+    result = nnp(*resume)
     assert result.exit_code == 0, result.output
     assert result.output.startswith("30 steps")
-    full, resumed = (np.loadtxt(files / d / "md.log") for d in ("full", "killed"))
-    assert full.shape == resumed.shape == (7, 9)
-    assert np.allclose(full, resumed, rtol=0, atol=1e-10, equal_nan=True)
-    frames = [ase.io.read(files / d / "trajectory.extxyz", ":") for d in ("full", "killed")]
-    assert len(frames[0]) == len(frames[1]) == 7
-    assert max(np.abs(a.positions - b.positions).max() for a, b in zip(*frames)) < 1e-10
+    same_records(files / "full", files / "killed")
 
 
-def _wait_for_log_lines(path, count, proc, timeout=60.0):
+@pytest.mark.slow
+def test_md_killed_at_random_moments_resumes_record_for_record(files, model_file):
+    """Eight kill -9 from outside at random moments (each resume from wherever the last one stopped)."""
+    args = ["md", "water.xyz", "-m", model_file, *MD_ARGS, "--steps", "60"]
+    assert nnp(*args, "-o", "full").exit_code == 0
+    rng = random.Random(0)
+    killed([*args, "-o", "killed"], after_s=rng.uniform(0.0, 0.5))
+    for _ in range(8):
+        if (files / "killed" / "checkpoint.npz").is_file():
+            killed(["md", "--resume", "killed", "-q"], after_s=rng.uniform(0.0, 0.5))
+        else:  # killed before its first checkpoint: start again
+            killed([*args, "-o", "killed", "--overwrite"], after_s=rng.uniform(0.0, 0.5))
+    assert nnp("md", "--resume", "killed", "-q").exit_code == 0
+    same_records(files / "full", files / "killed")
+
+
+def _wait_for_lock(path, proc, timeout=120.0):
+    """Until the process holds the run's lock (its pid in run.lock: the model is loaded, the run about to
+    step), or has ended; the kill then comes at a random moment of the run, whatever the machine's speed."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if path.is_file() and len(path.read_text().splitlines()) >= count:
+    while time.monotonic() < deadline and proc.poll() is None:
+        if path.is_file() and path.read_text().strip() == str(proc.pid):
             return
-        assert proc.poll() is None, "the MD process ended before it could be killed"
-        time.sleep(0.01)
-    raise TimeoutError(f"{path} never reached {count} lines")
+        time.sleep(0.005)
 
 
 def test_md_that_explodes_stops_with_a_message_keeping_its_output(files, model_file):
@@ -162,7 +229,7 @@ def test_check_prints_a_table_and_fails_loudly(files, model_file, monkeypatch):
 
     monkeypatch.setitem(check.NVE_TOLERANCE, "float64", 0.0)  # any NVE drift now fails
     ase.io.write(files / "al.extxyz", bulk("Al", "fcc", a=4.05).repeat((2, 1, 1)))
-    result = nnp("check", model_file, "al.extxyz", "--nve-steps", "3")
+    result = nnp("check", model_file, "al.extxyz", "--nve-steps", "3", "--no-scans", "--md-steps", "0")
     assert result.exit_code == 1 and "Error: 1 of 8 checks failed" in result.output
     rows = [line for line in result.output.splitlines() if line.startswith("al.extxyz")]
     assert len(rows) == 8 and sum(row.endswith("FAIL") for row in rows) == 1

@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 
 openmm = pytest.importorskip("openmm")
+import ase.io  # noqa: E402
 import openmm.app as app  # noqa: E402
 import openmm.unit as unit  # noqa: E402
 from ase.build import molecule  # noqa: E402
 
 from nnpcalc import NNPCalculator, modelfile, systems  # noqa: E402
-from nnpcalc.errors import InvalidStructureError, ModelFileError, UnknownElementError  # noqa: E402
+from nnpcalc.errors import InvalidStructureError, ModelFileError, RunDirectoryError, UnknownElementError  # noqa: E402
 from nnpcalc.openmm import create_force, create_system, from_atoms, run_openmm_md, save_torchforce_module  # noqa: E402
 from nnpcalc.testing import TOLERANCES  # noqa: E402
 from nnpcalc.units import EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM  # noqa: E402
@@ -155,35 +156,43 @@ def test_ml_subset_sees_only_its_particles(model_file):
 
 def test_nve_conserves_energy_and_writes_outputs(model_file, tmp_path):
     summary = run_openmm_md(water_box(), model_file, ensemble="nve", temperature_K=300, timestep_fs=0.5,
-                            steps=200, outdir=tmp_path, log_interval=10, trajectory_interval=50, dtype="float64")
-    log = np.genfromtxt(tmp_path / "log.csv", delimiter=",", names=True)
-    assert len(log) == 21 and log["step"][-1] == 200
-    kinetic_swing = log["kinetic_energy_eV"].max() - log["kinetic_energy_eV"].min()
-    drift = np.abs(log["total_energy_eV"] - log["total_energy_eV"][0]).max()
-    assert drift < 1e-3 and drift < 0.01 * kinetic_swing, (drift, kinetic_swing)
-    assert summary["max_total_energy_drift_eV"] == pytest.approx(drift)
-    assert np.allclose(log["volume_A3"], water_box().get_volume())
-    assert (tmp_path / "trajectory.dcd").stat().st_size > 0
+                            steps=200, outdir=tmp_path, log_interval=10, trajectory_interval=50, dtype="float64",
+                            fused_distance_factor=0.0)  # the random-weight model lets water fuse
+    log = np.loadtxt(tmp_path / "md.log")  # the ASE engine's columns (md_rundir.LOG_COLUMNS)
+    step, epot, ekin, etot, econserved, volume = log[:, 0], log[:, 2], log[:, 3], log[:, 4], log[:, 5], log[:, 8]
+    assert len(log) == 21 and step[-1] == 200
+    drift = np.abs(etot - etot[0]).max()
+    assert drift < 1e-3 and drift < 0.01 * (ekin.max() - ekin.min()), (drift, ekin)
+    assert summary["max_total_energy_drift_eV"] == pytest.approx(drift, abs=1e-7)
+    assert np.array_equal(econserved, etot) and np.allclose(volume, water_box().get_volume())
+    frames = ase.io.read(tmp_path / "trajectory.extxyz", ":")  # ASE's frame and units, as the ASE engine
+    assert len(frames) == 5 and frames[-1].get_potential_energy() == pytest.approx(epot[-1], abs=1e-7)
+    energy, forces = ase_results(model_file, frames[-1])
+    assert abs(energy - epot[-1]) < 1e-6 and np.abs(frames[-1].get_forces() - forces).max() < 1e-6
     assert summary["force"] == "PythonForce" or summary["force"] == "TorchForce"
 
 
 def test_npt_with_xtc_trajectory(model_file, tmp_path):
     progress = []
     summary = run_openmm_md(water_box(), model_file, ensemble="npt", pressure_GPa=1e-4, steps=30, seed=1,
-                            outdir=tmp_path, log_interval=10, trajectory_interval=10, trajectory_format="xtc",
-                            barostat_interval=5, progress=lambda done, total: progress.append((done, total)))
+                            outdir=tmp_path, log_interval=10, trajectory_interval=10, trajectory="trajectory.xtc",
+                            barostat_interval=5, fused_distance_factor=0.0,
+                            progress=lambda done, total: progress.append((done, total)))
     assert progress == [(0, 30), (10, 30), (20, 30), (30, 30)]
     assert (tmp_path / "trajectory.xtc").stat().st_size > 0
     assert "max_total_energy_drift_eV" not in summary and np.isfinite(summary["mean_temperature_K"])
 
 
 def test_md_option_errors(model_file, tmp_path):
-    with pytest.raises(ValueError, match="nve, nvt-langevin, npt"):
+    with pytest.raises(ValueError, match="choose one of nve, nvt-langevin"):
         run_openmm_md(water_box(), model_file, ensemble="nvt-berendsen", outdir=tmp_path)
     with pytest.raises(ValueError, match="periodic"):
         run_openmm_md(molecule("H2O"), model_file, ensemble="npt", pressure_GPa=1e-4, outdir=tmp_path)
-    with pytest.raises(ValueError, match="pressure_GPa"):
-        run_openmm_md(water_box(), model_file, ensemble="npt", outdir=tmp_path)
+    with pytest.raises(ValueError, match="engine openmm does not offer ensemble nvt-bussi"):
+        run_openmm_md(water_box(), model_file, ensemble="nvt-bussi", outdir=tmp_path)
+    run_openmm_md(molecule("H2O"), model_file, steps=2, outdir=tmp_path / "run")
+    with pytest.raises(RunDirectoryError, match="already holds files"):  # as the ASE engine: --overwrite
+        run_openmm_md(molecule("H2O"), model_file, steps=2, outdir=tmp_path / "run")
 
 
 def test_pdb_source_and_serialization(model_file, tmp_path):

@@ -8,10 +8,10 @@ import pytest
 from ase.build import bulk, molecule
 
 from nnpcalc import Model, run_md
-from nnpcalc.errors import InvalidStructureError, SimulationError
+from nnpcalc.errors import InvalidStructureError, RunDirectoryError, SimulationError
 from nnpcalc.workflows.choices import ENSEMBLES
 from nnpcalc.workflows.md import resume_md
-from nnpcalc.workflows.md_state import LOG_COLUMNS
+from nnpcalc.workflows.md_rundir import LOG_COLUMNS
 
 OPTIONS = dict(checkpoint_interval=5, log_interval=2, trajectory_interval=3, seed=3)
 
@@ -110,9 +110,9 @@ def test_refusals(model, tmp_path):
     with pytest.raises(InvalidStructureError, match="npt .* needs a periodic cell"):
         run_md(molecule("H2O"), model, outdir=tmp_path / "b", ensemble="npt")
     run_md(molecule("H2O"), model, outdir=tmp_path / "c", steps=1)
-    with pytest.raises(FileExistsError, match="--resume"):
+    with pytest.raises(RunDirectoryError, match="--resume"):
         run_md(molecule("H2O"), model, outdir=tmp_path / "c", steps=1)
-    with pytest.raises(FileNotFoundError, match="not an MD run directory"):
+    with pytest.raises(RunDirectoryError, match="not an MD run directory"):
         resume_md(tmp_path / "b")
     with pytest.raises(ValueError, match="give steps .* or time_ps"):
         run_md(molecule("H2O"), model, outdir=tmp_path / "d", steps=3, time_ps=1.0)

@@ -15,7 +15,7 @@ import openmm.unit as unit
 from ase import Atoms
 from ase.data import chemical_symbols
 
-from ..errors import InvalidStructureError
+from ..errors import InvalidStructureError, OptionError
 from ..units import NM_TO_ANGSTROM
 
 
@@ -82,6 +82,11 @@ def check_selection(atoms, count: int) -> list[int] | None:
     """Validated particle indices for ML/MM (None = every particle)."""
     if atoms is None:
         return None
+    wrong = [i for i in atoms if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer))]
+    if wrong:
+        raise OptionError(f"atoms= must list whole particle indices; got {wrong[:5]!r} (a float or a bool would "
+                          "silently pick another particle). Give integers, e.g. list(range(9)), or "
+                          "numpy.flatnonzero(mask) for a boolean mask")
     indices = [int(i) for i in atoms]
     bad = [i for i in indices if not 0 <= i < count]
     if not indices or bad:

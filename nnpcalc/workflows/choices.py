@@ -4,10 +4,9 @@ The CLI offers these as ``click.Choice`` lists; the workflows validate against t
 """
 
 from ..properties import DTYPES  # model precisions, declared with their defaults there
+from .md_settings import ENGINES, ENSEMBLE_TABLE
 
-#: MD ensembles (see ``md_ensembles`` for the integrator behind each)
-ENSEMBLES = ("nve", "nvt-langevin", "nvt-nose-hoover", "nvt-bussi", "npt")
-#: MD engines: ASE integrators here, or OpenMM through ``nnpcalc.openmm.simulate``
-ENGINES = ("ase", "openmm")
+#: MD ensembles (``md_settings.ENSEMBLE_TABLE``: the integrator of each engine behind each)
+ENSEMBLES = tuple(ENSEMBLE_TABLE)
 #: ASE optimizers ``relax`` steps
 OPTIMIZERS = ("FIRE", "BFGS", "LBFGS")

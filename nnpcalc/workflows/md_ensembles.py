@@ -1,16 +1,13 @@
 """The MD ensembles: which ASE integrator each one is, and the integrator state a checkpoint carries.
 
-| ensemble | ASE integrator | conserved quantity |
-|---|---|---|
-| ``nve`` | ``VelocityVerlet`` | total energy |
-| ``nvt-langevin`` | ``Langevin`` (friction ``friction_per_fs``) | none (reported as NaN) |
-| ``nvt-nose-hoover`` | ``NoseHooverChainNVT`` (``tau_t_fs``) | ``get_conserved_energy()`` |
-| ``nvt-bussi`` | ``Bussi`` (``tau_t_fs``) | total energy − energy given to the bath |
-| ``npt`` | ``IsotropicMTKNPT`` (MTK, ``tau_t_fs``, ``tau_p_fs``) | ``get_conserved_energy()`` |
-
 Positions, momenta, cell and the random generator are checkpointed by ``md_state``; ``STATE``
 lists what else each integrator keeps between steps (thermostat chains, barostat, volume
-variable), so a resumed run continues exactly where the checkpoint was taken.
+variable), so a resumed run continues exactly where the checkpoint was taken. Some of these
+are private attributes of ASE's integrators (``_thermostat._eta``, ``_barostat._xi``,
+``_cell0``): ``pyproject.toml`` pins the ASE minor release they were read from, and
+:func:`make_integrator` checks that every one exists, failing loudly (before any step) when an
+ASE release has renamed them. The table of ensembles (and OpenMM's integrator for each) is
+``md_settings.ENSEMBLE_TABLE``.
 """
 
 from __future__ import annotations
@@ -21,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..units import FS_TO_ASE_TIME, GPA_TO_EV_PER_A3
-from .choices import ENSEMBLES
+from .md_settings import ENSEMBLE_TABLE
 
 if TYPE_CHECKING:
     from ase import Atoms
@@ -38,14 +35,41 @@ STATE = {
 }
 
 
+#: the ASE releases whose integrators' private state ``STATE`` was read from (pyproject pins the same)
+ASE_TESTED = "3.29"
+
+
 def check_ensemble(name: str) -> str:
-    if name not in ENSEMBLES:
-        raise ValueError(f"unknown ensemble {name!r}; choose one of {', '.join(ENSEMBLES)}")
+    if name not in ENSEMBLE_TABLE:
+        raise ValueError(f"unknown ensemble {name!r}; choose one of {', '.join(ENSEMBLE_TABLE)}")
     return name
+
+
+def check_state_attributes(dyn, ensemble: str) -> None:
+    """Fail before the first step when this ASE's integrator lacks state a checkpoint must carry."""
+    import ase
+
+    missing = []
+    for path in STATE[ensemble]:
+        try:
+            _resolve(dyn, path)
+        except AttributeError:
+            missing.append(path)
+    if missing:
+        raise ImportError(
+            f"ase {ase.__version__}'s {type(dyn).__name__} has no {', '.join(missing)}, which nnpcalc's MD "
+            f"checkpoints save and restore (read from ase {ASE_TESTED}); install the ASE release nnpcalc "
+            f"supports: pip install 'ase>={ASE_TESTED},<3.30'")
 
 
 def make_integrator(atoms: Atoms, settings, rng: np.random.Generator):
     """The ASE integrator of ``settings.ensemble`` on ``atoms`` (which carry their calculator)."""
+    dyn = _integrator(atoms, settings, rng)
+    check_state_attributes(dyn, settings.ensemble)
+    return dyn
+
+
+def _integrator(atoms: Atoms, settings, rng: np.random.Generator):
     from ase.md.bussi import Bussi
     from ase.md.langevin import Langevin
     from ase.md.nose_hoover_chain import IsotropicMTKNPT, NoseHooverChainNVT

@@ -1,85 +1,35 @@
-"""What an MD run directory holds, how it is written, checkpointed and picked up again.
+"""The state of an MD run: its checkpoint, and the log and trajectory written up to it.
 
-A run directory has ``run.json`` (the settings), ``md.log``, the trajectory and
-``checkpoint.npz``. The checkpoint is replaced atomically (written beside, then
-``os.replace``), so a process killed at any moment (``kill -9``) leaves either the previous
-checkpoint or the new one, never half of one. It holds positions, momenta, cell, masses, the
-step, the integrator's own state (``md_ensembles.STATE``), the random generator's state and
-how far the log and trajectory had been written; on resume, whatever was written after the
-checkpoint is cut away, so the resumed files match an uninterrupted run.
+``checkpoint.npz`` holds positions, momenta, cell, masses, the step, the integrator's own state
+(``md_ensembles.STATE``), the random generator's state and how far the log and trajectory had
+been written. It is written beside, flushed to disk and moved into place (``os.replace``), so a
+process killed at any moment (``kill -9``) leaves the previous checkpoint or the new one, never
+half of one. Loading validates it: a damaged or foreign file is a :class:`CheckpointError`
+naming the file. On resume whatever the log and trajectory gained after the checkpoint is cut
+away, so the resumed files match an uninterrupted run record for record.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, fields
+import zipfile
+import zlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 from ase.io import jsonio
 
-from .. import __version__
+from ..errors import CheckpointError, RunDirectoryError
 from .io import FrameWriter
-from .md_ensembles import check_ensemble
+from .md_ensembles import STATE
+from .md_rundir import CHECKPOINT, LOG, inside, log_header, log_line, sync_directory
+from .md_settings import MDSettings
 
-SETTINGS = "run.json"
-CHECKPOINT = "checkpoint.npz"
-LOG = "md.log"
-EXPLODED = "exploded.extxyz"
-LOG_COLUMNS = ("step", "time_ps", "Epot_eV", "Ekin_eV", "Etot_eV", "Econserved_eV", "T_K", "P_GPa", "V_A3")
-
-
-@dataclass
-class MDSettings:
-    """Everything that defines a run (written to ``run.json``); units in the names."""
-
-    ensemble: str = "nve"
-    temperature_K: float = 300.0
-    pressure_GPa: float = 0.0
-    timestep_fs: float = 0.5
-    steps: int = 1000
-    seed: int = 0
-    trajectory: str = "trajectory.extxyz"
-    trajectory_interval: int = 10
-    log_interval: int = 10
-    checkpoint_interval: int = 100
-    friction_per_fs: float = 0.01
-    tau_t_fs: float = 100.0
-    tau_p_fs: float = 1000.0
-    max_force: float = 100.0  #: eV/Å; larger forces stop the run as exploded
-    max_temperature_factor: float = 10.0  #: T above this × max(temperature_K, 100 K) stops the run
-    model: str = ""
-    dtype: str = "float64"
-    device: str = "cpu"
-
-    def validate(self) -> MDSettings:
-        check_ensemble(self.ensemble)
-        positive = {"timestep_fs": self.timestep_fs, "trajectory_interval": self.trajectory_interval,
-                    "log_interval": self.log_interval, "checkpoint_interval": self.checkpoint_interval}
-        for name, value in positive.items():
-            if not value > 0:
-                raise ValueError(f"{name} must be positive, got {value}")
-        if self.steps < 0:
-            raise ValueError(f"steps must be zero or more, got {self.steps}")
-        if self.ensemble != "nve" and not self.temperature_K > 0:
-            raise ValueError(f"ensemble {self.ensemble} needs a temperature_K above 0, got {self.temperature_K}")
-        return self
-
-
-def write_settings(rundir: Path, settings: MDSettings) -> None:
-    text = json.dumps({"nnpcalc_version": __version__, **asdict(settings)}, indent=2)
-    _atomic_write(rundir / SETTINGS, text.encode())
-
-
-def read_settings(rundir: Path) -> MDSettings:
-    path = Path(rundir) / SETTINGS
-    if not path.is_file():
-        raise FileNotFoundError(f"{rundir} is not an MD run directory (no {SETTINGS}); "
-                                    "pass the --output-dir of an earlier `nnp md` run")
-    data = json.loads(path.read_text())
-    return MDSettings(**{f.name: data[f.name] for f in fields(MDSettings) if f.name in data}).validate()
+#: what ``outputs`` of a checkpoint records
+OUTPUT_KEYS = ("log_bytes", "trajectory_bytes", "trajectory_frames")
 
 
 @dataclass
@@ -98,27 +48,66 @@ def save_checkpoint(rundir: Path, checkpoint: Checkpoint) -> None:
     arrays = {"positions": a.positions, "momenta": a.get_momenta(), "cell": a.cell.array, "pbc": a.pbc,
               "numbers": a.numbers, "masses": a.get_masses(),
               **{f"state:{k}": v for k, v in checkpoint.integrator.items()}}
-    tmp = rundir / (CHECKPOINT + ".tmp")
-    with open(tmp, "wb") as fh:
+    path = inside(rundir, CHECKPOINT)
+    tmp = path.with_name(CHECKPOINT + ".tmp")
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    with os.fdopen(fd, "wb") as fh:
         np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
         fh.flush()
         os.fsync(fh.fileno())
-    os.replace(tmp, rundir / CHECKPOINT)
+    os.replace(tmp, path)
+    sync_directory(path.parent)
 
 
-def load_checkpoint(rundir: Path) -> Checkpoint:
-    path = Path(rundir) / CHECKPOINT
+def load_checkpoint(rundir: Path, settings: MDSettings | None = None) -> Checkpoint:
+    """The run's checkpoint, validated (against ``settings`` when given)."""
+    path = inside(rundir, CHECKPOINT)
     if not path.is_file():
-        raise FileNotFoundError(f"{rundir} has no {CHECKPOINT}: the run stopped before its first checkpoint; "
-                                    "start it again")
-    with np.load(path, allow_pickle=False) as data:
-        meta = json.loads(str(data["meta"]))
-        masses = data["masses"] if meta["custom_masses"] else None
-        atoms = Atoms(numbers=data["numbers"], positions=data["positions"], cell=data["cell"],
-                      pbc=data["pbc"], masses=masses, momenta=data["momenta"])
-        state = {k.split(":", 1)[1]: data[k] for k in data.files if k.startswith("state:")}
+        raise RunDirectoryError(f"{rundir} has no {CHECKPOINT}: the run stopped before its first checkpoint; "
+                                "start it again (with --overwrite)")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+        meta = json.loads(str(arrays.pop("meta")))
+        checkpoint = _checkpoint(arrays, meta)
+    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{path} is damaged or not an nnpcalc MD checkpoint ({type(err).__name__}: "
+                              f"{err}); the run cannot continue from it. Restore the file, or start a new run "
+                              "from the trajectory's last frame") from err
+    if settings is not None:
+        _match(checkpoint, settings, path)
+    return checkpoint
+
+
+def _checkpoint(arrays: dict, meta: dict) -> Checkpoint:
+    n = len(arrays["numbers"])
+    shapes = {"positions": (n, 3), "momenta": (n, 3), "cell": (3, 3), "pbc": (3,), "masses": (n,)}
+    for key, shape in shapes.items():
+        if arrays[key].shape != shape:
+            raise ValueError(f"{key} has shape {arrays[key].shape}, expected {shape}")
+    for key in ("positions", "momenta", "cell", "masses"):
+        if not np.isfinite(arrays[key]).all():
+            raise ValueError(f"{key} holds NaN or inf")
+    step, outputs = meta["step"], meta["outputs"]
+    counts = [step, *(outputs[k] for k in OUTPUT_KEYS)]
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in counts):
+        raise ValueError(f"step and output sizes must be whole numbers >= 0, got {counts}")
+    atoms = Atoms(numbers=arrays["numbers"], positions=arrays["positions"], cell=arrays["cell"],
+                  pbc=arrays["pbc"], masses=arrays["masses"] if meta["custom_masses"] else None,
+                  momenta=arrays["momenta"])
     atoms.info.update(jsonio.decode(meta["info"]))
-    return Checkpoint(meta["step"], atoms, state, meta["rng_state"], meta["outputs"])
+    state = {k.split(":", 1)[1]: v for k, v in arrays.items() if k.startswith("state:")}
+    rng_from_state(meta["rng_state"])  # a state numpy cannot take fails here, inside the try
+    return Checkpoint(step, atoms, state, meta["rng_state"], {k: outputs[k] for k in OUTPUT_KEYS})
+
+
+def _match(checkpoint: Checkpoint, settings: MDSettings, path: Path) -> None:
+    missing = [k for k in STATE[settings.ensemble] if k not in checkpoint.integrator]
+    if missing:
+        raise CheckpointError(f"{path} lacks the {settings.ensemble} integrator's state ({', '.join(missing)}): it "
+                              "does not belong to this run.json; restore the run's own checkpoint")
 
 
 def rng_from_state(state: dict) -> np.random.Generator:
@@ -128,16 +117,53 @@ def rng_from_state(state: dict) -> np.random.Generator:
 
 
 def cut_outputs(rundir: Path, settings: MDSettings, outputs: dict[str, int]) -> None:
-    """Drop what the log and trajectory gained after the checkpoint (a killed run writes on)."""
-    _truncate(rundir / LOG, outputs["log_bytes"])
-    trajectory = rundir / settings.trajectory
-    if trajectory.suffix == ".traj":
+    """Drop what the log and trajectory gained after the checkpoint (a killed run writes on).
+
+    Every file is checked before any is cut: a file shorter than the checkpoint recorded was cut or
+    replaced by someone else, and the resume is refused with the files left as they are.
+    """
+    log, trajectory = inside(rundir, LOG), inside(rundir, settings.trajectory)
+    frames = trajectory.suffix == ".traj"
+    _require_at_least(log, outputs["log_bytes"], _size(log), "bytes")
+    if frames:
+        _require_at_least(trajectory, outputs["trajectory_frames"], _frame_count(trajectory), "frames")
+    else:
+        _require_at_least(trajectory, outputs["trajectory_bytes"], _size(trajectory), "bytes")
+    _truncate(log, outputs["log_bytes"])
+    if frames:
         _keep_frames(trajectory, outputs["trajectory_frames"])
     else:
         _truncate(trajectory, outputs["trajectory_bytes"])
 
 
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else 0
+
+
+def _frame_count(path: Path) -> int:
+    import ase.io
+
+    if not path.is_file():
+        return 0
+    try:
+        with ase.io.Trajectory(path, "r") as traj:
+            return len(traj)
+    except Exception as err:  # noqa: BLE001 - any reader failure means a damaged file
+        raise RunDirectoryError(f"{path} is damaged ({err}); the run cannot continue record for record. "
+                                "Start a new run from the checkpoint's frame") from err
+
+
+def _require_at_least(path: Path, recorded: int, actual: int, unit: str) -> None:
+    if actual < recorded:
+        raise RunDirectoryError(
+            f"{path} holds {actual} {unit} but the checkpoint recorded {recorded}: the file was cut or replaced "
+            "after the run wrote it, so the run cannot continue record for record. Restore the file, or start "
+            "a new run from the last frame")
+
+
 def _truncate(path: Path, size: int) -> None:
+    if size == 0 and not path.exists():
+        return
     with open(path, "r+b") as fh:
         fh.truncate(size)
 
@@ -159,13 +185,13 @@ class Outputs:
     def __init__(self, rundir: Path, settings: MDSettings, outputs: dict | None):
         fresh = outputs is None
         self.frames = 0 if fresh else outputs["trajectory_frames"]
-        self._log = open(rundir / LOG, "w" if fresh else "a")
+        self._log = open(inside(rundir, LOG), "w" if fresh else "a")
         if fresh:
-            self._log.write("# " + " ".join(f"{c:>16}" for c in LOG_COLUMNS)[2:] + "\n")
-        self._traj = FrameWriter(rundir / settings.trajectory, "w" if fresh else "a")
+            self._log.write(log_header())
+        self._traj = FrameWriter(inside(rundir, settings.trajectory), "w" if fresh else "a")
 
     def log(self, row: list[float]) -> None:
-        self._log.write(f"{int(row[0]):>16d} " + " ".join(f"{v:16.8f}" for v in row[1:]) + "\n")
+        self._log.write(log_line(row))
         self._log.flush()
 
     def frame(self, atoms: Atoms) -> None:
@@ -174,8 +200,8 @@ class Outputs:
 
     def position(self) -> dict[str, int]:
         traj = self._traj.path
-        return {"log_bytes": self._log.tell(), "trajectory_frames": self.frames,
-                "trajectory_bytes": traj.stat().st_size if traj.exists() else 0}
+        return {"log_bytes": self._log.tell(), "trajectory_bytes": traj.stat().st_size if traj.exists() else 0,
+                "trajectory_frames": self.frames}
 
     def __enter__(self):
         return self
@@ -183,9 +209,3 @@ class Outputs:
     def __exit__(self, *exc):
         self._log.close()
         self._traj.close()
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

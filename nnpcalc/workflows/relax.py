@@ -9,6 +9,7 @@ structure follows exactly the path ``optimizer.run(fmax, steps)`` would.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 from ase import Atoms
 
 from ..calculator import NNPCalculator, calculate_batch
+from ..errors import OptionError
 from ..runtime import Model
 from ..units import EV_PER_A3_TO_GPA, GPA_TO_EV_PER_A3
 from . import io
@@ -51,6 +53,16 @@ class RelaxSettings:
     pressure_GPa: float = 0.0
     fix_symmetry: bool = False
 
+    def validate(self) -> RelaxSettings:
+        """Raise ValueError naming a setting out of range (before any structure is touched)."""
+        if isinstance(self.fmax, bool) or not isinstance(self.fmax, (int, float)) or not 0 < self.fmax < math.inf:
+            raise OptionError(f"fmax must be a finite force above 0 eV/Å, got {self.fmax!r} (e.g. 0.05)")
+        if isinstance(self.steps, bool) or not isinstance(self.steps, (int, np.integer)) or self.steps < 0:
+            raise OptionError(f"steps must be a whole number >= 0, got {self.steps!r}")
+        if isinstance(self.pressure_GPa, bool) or not np.isfinite(self.pressure_GPa):
+            raise OptionError(f"pressure_GPa must be a finite number, got {self.pressure_GPa!r}")
+        return self
+
 
 def relax(structures, model: str | Path | Model | None = None, *, fmax: float = 0.05, steps: int = 500,
           optimizer: str = "FIRE", cell: bool = False, pressure_GPa: float = 0.0, fix_symmetry: bool = False,
@@ -70,12 +82,14 @@ def relax(structures, model: str | Path | Model | None = None, *, fmax: float = 
     """
     single = isinstance(structures, Atoms) or io.is_pymatgen(structures)
     atoms_list = [io.to_atoms(s) for s in ([structures] if single else structures)]
-    settings = RelaxSettings(fmax, steps, _optimizer_name(optimizer), cell, pressure_GPa, fix_symmetry)
+    settings = RelaxSettings(fmax, steps, _optimizer_name(optimizer), cell, pressure_GPa, fix_symmetry).validate()
+    trajectories = [_trajectory_path(trajectory, i, len(atoms_list)) for i in range(len(atoms_list))]
+    for path in filter(None, trajectories):  # a place that cannot be written is refused before the work
+        io.check_writable(path)
     model = as_model(model, dtype, device)
     for atoms in atoms_list:  # refuse bad input before any file is opened
         _validate(atoms, model, settings)
-    runs = [_Relaxation(a, model, settings, _trajectory_path(trajectory, i, len(atoms_list)))
-            for i, a in enumerate(atoms_list)]
+    runs = [_Relaxation(a, model, settings, path) for a, path in zip(atoms_list, trajectories)]
     try:
         with progress_bar(steps, f"relax ({len(runs)})", progress) as bar:
             _lockstep(runs, steps, bar)
@@ -88,7 +102,7 @@ def relax(structures, model: str | Path | Model | None = None, *, fmax: float = 
 
 def _optimizer_name(name: str) -> str:
     if name.upper() not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+        raise OptionError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
     return name.upper()
 
 
