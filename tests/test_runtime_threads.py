@@ -72,3 +72,16 @@ def test_the_call_context_is_thread_local():
     assert seen == [False] and torch._C._get_graph_executor_optimize() is True  # not in this thread
     done.set()
     worker.join()
+
+
+def test_nnp_opts_in_to_the_allocator_and_the_auto_policy(monkeypatch):
+    from click.testing import CliRunner
+
+    from nnpcalc.cli.main import main
+
+    monkeypatch.setattr(threads, "_program_policy", "keep")
+    calls = []
+    monkeypatch.setattr(allocator, "keep_freed_memory", lambda: calls.append("mallopt") or True)
+    result = CliRunner().invoke(main, ["info"])
+    assert result.exit_code == 0, result.output
+    assert calls == ["mallopt"] and threads.program_policy() == "auto"
