@@ -275,3 +275,11 @@ def test_training_with_electrostatics_learns_charges_from_the_energy(tmp_path):
                                    t(atoms.cell.array, dtype=torch.float32), t(atoms.pbc), t(0.0))
     out["energy"].sum().backward()
     assert all(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in charge_head.parameters())
+
+
+def test_coulomb_model_is_marked_molecules_only(tmp_path):
+    arch = architecture("coulomb")
+    path = export(build_potential(arch), arch, tmp_path / "coulomb.pt")
+    assert modelfile.read_metadata(path)["periodic"] is False
+    assert modelfile.read_metadata(export(build_potential(architecture("ewald")), architecture("ewald"),
+                                          tmp_path / "ewald.pt"))["periodic"] is True

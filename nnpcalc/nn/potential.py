@@ -152,6 +152,8 @@ class Potential(nn.Module):
             outputs=outputs | describe(["forces", "stress"]),
             heads=[head.name for head in self.heads],
             fidelities=list(self.fidelities),
+            # a head may serve molecules only (electrostatics "coulomb" sets periodic False)
+            periodic=all(bool(getattr(head, "periodic", True)) for head in self.heads),
         )
 
     @torch.jit.export
