@@ -120,3 +120,13 @@ def test_refuses_other_units_and_wrong_type_count():
     with pytest.raises(EngineSetupError, match="units metal"):
         nnp_lammps.attach(lmp, "metals-emt", ["Cu"])
     lmp.close()
+
+
+def test_example_deck_runs_npt():
+    """examples/lammps_cu_npt.py: the plain decks with the model attached, 10 NPT steps."""
+    import runpy
+    from pathlib import Path
+
+    example = runpy.run_path(str(Path(__file__).resolve().parents[1] / "examples" / "lammps_cu_npt.py"))
+    temperature, pressure, a = example["main"]("metals-emt", steps=10)
+    assert 100 < temperature < 1000 and np.isfinite(pressure) and 3.5 < a < 3.75

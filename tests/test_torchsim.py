@@ -113,3 +113,13 @@ def test_nve_conserves_energy_and_integrate_runs():
     assert np.all(drift < 1e-3), drift
     final = ts.integrate(state, model, integrator=ts.nvt_langevin, n_steps=5, temperature=300, timestep=0.001)
     assert final.n_systems == 2 and torch.isfinite(final.positions).all()
+
+
+@pytest.mark.slow  # four metals relaxed in one batch (~100 batched calls), then NVT
+def test_example_relaxes_four_metals():
+    import runpy
+    from pathlib import Path
+
+    example = runpy.run_path(str(Path(__file__).resolve().parents[1] / "examples" / "torchsim_metals.py"))
+    lattice, final = example["main"]("metals-emt", steps=2)
+    assert lattice["Cu"] == pytest.approx(3.61, abs=0.05) and final.n_systems == 4
