@@ -106,3 +106,27 @@ def test_config_errors_name_the_problem(setup, tmp_path):
     export(build_potential(arch), arch, plain["model"])
     with pytest.raises(OptionError, match="no uncertainty outputs"):
         learn(plain, tmp_path / "run")
+
+
+def test_init_from_loads_the_whole_potential_or_named_parts(tmp_path):
+    import torch
+
+    from nnpcalc.errors import DataError
+    from nnpcalc.nn.build import Architecture, build_potential, export
+    from nnpcalc.training.module import PotentialModule, initialise_from
+
+    torch.manual_seed(0)
+    arch = {"elements": ["Cu"], "backbone_kwargs": TINY, "head_hidden": 8,
+            "heads": ["energy", {"kind": "denoise", "name": "noise"}]}  # a denoising pre-training
+    pretrained = build_potential(Architecture(**arch))
+    path = export(pretrained, Architecture(**arch), tmp_path / "pre.pt", dtype=torch.float64)
+    config = {"architecture": arch | {"heads": [{"kind": "energy_ensemble", "members": 4}]},
+              "tasks": [{"output": "energy"}], "trainer": {"dtype": "float64"}}
+    module = PotentialModule(config)
+    head_before = module.potential.heads[0].net.first.weight.clone()
+    with pytest.raises(DataError, match="parts"):
+        initialise_from(module, str(path))  # other heads: the whole potential does not fit
+    assert initialise_from(module, {"path": str(path), "parts": ["backbone"]}) is False
+    for key, value in pretrained.backbone.state_dict().items():
+        torch.testing.assert_close(module.potential.backbone.state_dict()[key], value.double())
+    torch.testing.assert_close(module.potential.heads[0].net.first.weight, head_before)

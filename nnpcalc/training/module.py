@@ -130,25 +130,43 @@ class PotentialModule(pl.LightningModule):
         self.provenance = checkpoint.get("nnpcalc_provenance", {})
 
 
-def initialise_from(module: PotentialModule, path) -> None:
-    """Start ``module`` from the weights of a model file or an nnpcalc training checkpoint
-    (fine-tuning): same architecture required; reference energies and calibration come along."""
+def initialise_from(module: PotentialModule, init) -> bool:
+    """Start ``module`` from the weights of a model file or an nnpcalc training checkpoint.
+
+    ``init``: a path (fine-tuning: the whole potential, same architecture; reference energies
+    and calibration come along) or ``{"path": ..., "parts": ["backbone"]}`` (pre-train →
+    fine-tune: only those submodules, e.g. a backbone pre-trained by denoising; the heads start
+    fresh). Returns True when the whole potential was loaded.
+    """
     from pathlib import Path
 
-    from .. import modelfile
     from ..errors import DataError
 
-    path = Path(path)
+    spec = {"path": init} if isinstance(init, (str, Path)) else dict(init)
+    parts, path = spec.get("parts"), Path(spec["path"])
+    state = _weights(path)
+    try:
+        if not parts:
+            module.potential.load_state_dict(state)  # copies into the module's own dtypes
+        for part in parts or ():
+            prefix = f"{part}."
+            getattr(module.potential, part).load_state_dict(
+                {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)})
+    except (RuntimeError, AttributeError) as err:
+        raise DataError(
+            f"init_from {path} (parts {parts or 'all'}): its weights do not fit this config's architecture "
+            f"({str(err).splitlines()[0]}). Use the architecture the file was trained with, load only the "
+            "matching parts (init_from: {path: ..., parts: [backbone]}), or drop init_from."
+        ) from err
+    return not parts
+
+
+def _weights(path) -> dict:
+    """The potential's state dict from a model file or an nnpcalc checkpoint (no code is run)."""
+    from .. import modelfile
+
     if path.suffix == ".ckpt":
         raw = torch.load(str(path), map_location="cpu", weights_only=True)
-        state = {k.removeprefix("potential."): v for k, v in raw["state_dict"].items()}
-    else:
-        scripted, _ = modelfile.load(path)
-        state = scripted.state_dict()
-    try:
-        module.potential.load_state_dict(state)  # copies into the module's own dtypes
-    except RuntimeError as err:
-        raise DataError(
-            f"init_from {path}: its weights do not fit this config's architecture ({str(err).splitlines()[0]}). "
-            "Use the architecture (and tasks) the file was trained with, or drop init_from to train from scratch."
-        ) from err
+        return {k.removeprefix("potential."): v for k, v in raw["state_dict"].items()}
+    scripted, _ = modelfile.load(path)
+    return scripted.state_dict()

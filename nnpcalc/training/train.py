@@ -7,7 +7,8 @@ are filled in from the data and tasks when omitted), ``tasks`` (see
 ``run_dir`` (checkpoints and logs), ``output`` (the exported model file) and ``summary``
 (opens the model card). A run resumes from ``run_dir/checkpoints/last.ckpt`` when it exists.
 ``init_from`` (a model file or checkpoint of the same architecture) fine-tunes instead of
-starting from random weights.
+starting from random weights; ``{path: ..., parts: [backbone]}`` loads only those parts
+(pre-train → fine-tune).
 """
 
 from __future__ import annotations
@@ -206,12 +207,12 @@ def train(config: str | Path | dict, **trainer_overrides) -> dict:
              for f, lab in zip(frames, labels)]
     last = run_dir / "checkpoints" / "last.ckpt"
     resumed = last.is_file()
-    if not resumed and config.get("init_from"):  # fine-tune: weights and reference energies from a file
+    if not resumed:  # init_from: fine-tune (weights and reference energies) or pre-trained parts
         from .module import initialise_from
 
-        initialise_from(module, config["init_from"])
-    elif not resumed:
-        prepare_reference_energies(module, frames, labels, parts["train"], spec)
+        whole = bool(config.get("init_from")) and initialise_from(module, config["init_from"])
+        if not whole:
+            prepare_reference_energies(module, frames, labels, parts["train"], spec)
     module.provenance = {"data": file_hashes(spec), "split": {k: len(v) for k, v in parts.items()} | {"seed": config["seed"]}}
     train_loader, val_loader, test_loader = loaders(items, parts, config["trainer"]["batch_size"], config["seed"])
     trainer = _trainer(config, run_dir)
