@@ -19,6 +19,7 @@ from nnpcalc import __version__
 #: command name → module under nnpcalc.cli that defines `command`
 COMMANDS = {
     "check": "nnpcalc.cli.check",
+    "compile": "nnpcalc.cli.compile",
     "eval": "nnpcalc.cli.eval",
     "export": "nnpcalc.cli.export",
     "info": "nnpcalc.cli.info",

@@ -137,6 +137,7 @@ def build(model_path: str | Path, kind: str, dtype: torch.dtype, device="cpu", r
     if kind == "compiled":
         compile_program(program, partial, target.parent / "inductor")
     else:
+        program.example_inputs = None  # nothing pickled in the archive (``load`` refuses archives that are)
         torch.export.save(program, partial)
     _sidecar(target).write_text(json.dumps(info | {"kind": kind, "keys": keys}, indent=1))
     os.replace(partial, target)  # readers never see a half-written program
@@ -157,11 +158,19 @@ def load(path: str | Path, info: dict | None = None) -> Program:
     if info is not None and {key: stored.get(key) for key in info} != info:
         raise ModelFileError(f"{path} was built for another model file, torch, CPU or nnpcalc; delete it to rebuild")
     if stored["kind"] == "compiled":
-        module = torch._inductor.aoti_load_package(str(path))
+        module = _compiled_runner(path)
     else:
         _refuse_pickles(path)
         module = torch.export.load(path).module()
     return Program(stored["kind"], module, stored["keys"], path)
+
+
+def _compiled_runner(path: Path):
+    """Run a compiled package through torch's C++ loader directly: ``aoti_load_package`` imports
+    torch._inductor (and dynamo: about one more ``import torch``) and probes the CPU's vector
+    instructions in subprocesses on every load (seconds); the cache key already pins CPU and torch."""
+    loader = torch._C._aoti.AOTIModelPackageLoader(str(path), "model", False, 1, -1)
+    return lambda *inputs: loader.run(list(inputs))
 
 
 def _refuse_pickles(path: Path) -> None:

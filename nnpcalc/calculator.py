@@ -109,7 +109,7 @@ class NNPCalculator(Calculator):
         """Record model outputs ``out`` (from ``Model.compute``) as this calculator's results for ``atoms``."""
         with self._lock:
             self._charge = _total_charge(atoms) if charge is None else charge
-            self.atoms = atoms.copy()
+            self.atoms = atoms if atoms is self.atoms else atoms.copy()  # calculate() stores its own copy
             self.results = _ase_results(out)
         _warn_if_outside(out, self.model.metadata, len(atoms), self.warn_uncertainty)
 

@@ -88,9 +88,7 @@ def export_program(model_path, dtype: torch.dtype, device, loaded=None) -> tuple
     args = example_inputs(loaded[1], dtype, torch.device(device))
     with torch.enable_grad():
         keys = list(potential.evaluate(*args))
-    program = trace(_Evaluate(potential, keys), args)
-    program.example_inputs = None  # nothing pickled in the archive (loading refuses archives that are)
-    return program, keys
+    return trace(_Evaluate(potential, keys), args), keys
 
 
 def compile_program(program: torch.export.ExportedProgram, path: Path, work_dir: Path) -> Path:

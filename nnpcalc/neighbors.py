@@ -37,7 +37,7 @@ def neighbor_graph(positions, cell, pbc, batch, cutoff: float, backend: str = "a
 
 def _with_vesin(vesin, positions, cell, pbc, batch, cutoff):
     calculator = vesin.NeighborList(cutoff=cutoff, full_list=True)
-    sizes = torch.bincount(batch, minlength=cell.shape[0]).tolist()
+    sizes = [positions.shape[0]] if cell.shape[0] == 1 else torch.bincount(batch, minlength=cell.shape[0]).tolist()
     edges, shifts, start = [], [], 0
     for b, size in enumerate(sizes):
         points = positions[start:start + size].detach().to(torch.float64)

@@ -246,6 +246,15 @@ class Model:
 
 def stack_structures(structures: Sequence[Atoms], dtype=torch.float64, device="cpu"):
     """(positions [N,3], numbers [N], cell [B,3,3], pbc [B,3], batch [N]) of several structures."""
+    if len(structures) == 1:  # ASE, MD: no concatenation, no repeat_interleave (3-4x less host time)
+        (atoms,) = structures
+        return (
+            torch.tensor(atoms.positions, dtype=dtype, device=device),
+            torch.tensor(atoms.numbers, dtype=torch.long, device=device),
+            torch.tensor(atoms.cell.array[None], dtype=dtype, device=device),
+            torch.tensor(atoms.pbc[None], dtype=torch.bool, device=device),
+            torch.zeros(len(atoms), dtype=torch.long, device=device),
+        )
     sizes = torch.tensor([len(a) for a in structures])
     return (
         torch.tensor(np.concatenate([a.positions for a in structures]), dtype=dtype, device=device),
@@ -258,15 +267,26 @@ def stack_structures(structures: Sequence[Atoms], dtype=torch.float64, device="c
 
 def _split(out: dict[str, torch.Tensor], batch: torch.Tensor, n: int, table: dict) -> list[dict[str, np.ndarray]]:
     """Per-structure numpy results from a batched output dict."""
+    if n == 1:  # one structure (ASE, MD): no bincount, no split
+        return [{key: _numpy(value, _per_atom(key, table)) for key, value in out.items()}]
     sizes = torch.bincount(batch.cpu(), minlength=n).tolist()
     results: list[dict[str, np.ndarray]] = [{} for _ in range(n)]
     for key, value in out.items():
         value = value.detach().cpu().numpy()
-        per_atom = table[key]["per_atom"] if key in table else PROPERTIES[key].per_atom
-        parts = np.split(value, np.cumsum(sizes)[:-1]) if per_atom else list(value)
+        parts = np.split(value, np.cumsum(sizes)[:-1]) if _per_atom(key, table) else list(value)
         for result, part in zip(results, parts):
             result[key] = part
     return results
+
+
+def _per_atom(key: str, table: dict) -> bool:
+    return table[key]["per_atom"] if key in table else PROPERTIES[key].per_atom
+
+
+def _numpy(value: torch.Tensor, per_atom: bool) -> np.ndarray:
+    """A one-structure output as numpy: per-atom ones whole, per-structure ones without the batch axis."""
+    value = value.detach().cpu().numpy()
+    return value if per_atom else value[0]
 
 
 def load_model(model: str | Path | None = None, **kwargs) -> Model:

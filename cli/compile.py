@@ -1,0 +1,31 @@
+"""`nnp compile [MODEL]`: build a model's exported or compiled program into the cache (see nnpcalc.artifacts)."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("compile")
+@click.argument("model", required=False)
+@click.option("--dtype", "dtypes", multiple=True, type=click.Choice(["float32", "float64"]), default=("float32",),
+              show_default=True, help="Precision to build for (repeat for both).")
+@click.option("--artifact", type=click.Choice(["compiled", "exported"]), default="compiled", show_default=True,
+              help="compiled: AOTInductor native kernels (minutes; what Model(artifact='auto') uses); "
+              "exported: the torch.export program only (tens of seconds).")
+@click.option("--device", default="cpu", show_default=True, help="Torch device the program runs on.")
+def command(model, dtypes, artifact, device):
+    """Build MODEL's (a path or shipped name; default: the default model) program for this machine.
+
+    Programs go to ~/.cache/nnpcalc/artifacts ($NNPCALC_CACHE_DIR moves it), keyed by the model
+    file's sha256, nnpcalc's network code, torch, CPU, dtype and device; models loaded with
+    artifact="auto" then use them.
+    """
+    import torch
+
+    from nnpcalc import artifacts
+    from nnpcalc.zoo import resolve
+
+    path = resolve(model)
+    for name in dtypes:
+        click.echo(f"building the {artifact} program of {path.name} ({name}, {device}) ...")
+        click.echo(f"wrote {artifacts.build(path, artifact, getattr(torch, name), device)}")
