@@ -52,7 +52,10 @@ class NNPDriver(ASEDriver):
         super().check_parameters()
         if self.charge is not None:
             self.template_ase.info["charge"] = float(self.charge)
-        self.periodic = bool(self.template_ase.pbc.all())
+        # stress from the model only for a 3D cell (and unless has_stress=False); otherwise a zero
+        # [3,3] virial: i-PI 3.3's own zero for has_stress=False is a flat 9-vector it then rejects
+        self.serve_stress = bool(self.template_ase.pbc.all()) and "stress" in self.capabilities
+        self.capabilities = [name for name in self.capabilities if name != "stress"] + ["stress"]
         self.ase_calculator = NNPCalculator(self.model_name, dtype=self.dtype, device=self.device)
         self.ase_calculator.model.check(self.template_ase)  # unknown elements fail before i-PI starts
 
@@ -63,9 +66,9 @@ class NNPDriver(ASEDriver):
         structure.positions[:] = pos
         structure.cell[:] = cell  # i-PI always has one; the template's pbc says whether it counts
         structure.calc = self.ase_calculator
-        wanted = [name for name in self.capabilities if self.periodic or name != "stress"]
+        wanted = [name for name in self.capabilities if name != "stress" or self.serve_stress]
         properties = dict(structure.get_properties(wanted))
-        if "stress" in self.capabilities and not self.periodic:
+        if not self.serve_stress:
             properties["stress"] = np.zeros((3, 3))  # no cell to deform: no virial
         return self.post_process(properties, structure)
 

@@ -97,7 +97,9 @@ class LammpsPotential:
         f[:] = out["forces"]
         self.energy = float(out["energy"])
         self.lmp.fix_external_set_energy_global(self.fix_id, self.energy)
-        self.lmp.fix_external_set_virial_global(self.fix_id, lammps_virial(out["stress"], atoms.cell.volume))
+        # no stress without periodicity (boundary s/f on every axis): no cell to deform, no virial
+        virial = lammps_virial(out["stress"], atoms.cell.volume) if "stress" in out else [0.0] * 6
+        self.lmp.fix_external_set_virial_global(self.fix_id, virial)
 
     def structure(self, nlocal: int, x) -> Atoms:
         """The atoms LAMMPS holds now, as ASE ``Atoms`` in LAMMPS's own frame."""

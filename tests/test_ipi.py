@@ -64,6 +64,12 @@ def test_periodic_cell_virial_is_minus_stress_times_volume(tmp_path):
     assert energy == pytest.approx(box.get_potential_energy(), abs=1e-9)
 
 
+def test_has_stress_false_gives_a_zero_virial_i_pi_accepts(tmp_path):
+    box = water_box()
+    virial = driver_for(box, tmp_path, has_stress=False).compute(ipi_cell(box), to_bohr(box.positions))[2]
+    assert np.shape(virial) == (3, 3) and not np.any(virial)
+
+
 def test_charge_option_reaches_the_model(tmp_path):
     ion = molecule("CH3OH")
     energy = from_ipi(*driver_for(ion, tmp_path, charge=1)(np.eye(3) * 20, to_bohr(ion.positions))[:3])[0]

@@ -82,6 +82,20 @@ def test_water_box_equals_ase():
     assert_same_as_ase(atoms, "hcno-gfn2", ["O", "H"])
 
 
+def test_molecule_in_a_shrink_wrapped_box():
+    """boundary s s s: open in the model too; energy and forces as ASE's, no virial."""
+    from ase.build import molecule
+
+    water = molecule("CH3OH", vacuum=4.0)
+    water.pbc = False
+    lmp, prism = run_in_lammps(water, "hcno-gfn2", ["C", "H", "O"])
+    water.calc = NNPCalculator("hcno-gfn2", dtype="float64")
+    assert lmp.get_thermo("pe") == pytest.approx(water.get_potential_energy(), abs=1e-10)
+    np.testing.assert_allclose(per_atom(lmp, prism, "f"), water.get_forces(), atol=1e-10)
+    assert np.all(virial_stress(lmp, prism) == 0.0)
+    lmp.close()
+
+
 @pytest.mark.parametrize("steps", [20, pytest.param(100, marks=pytest.mark.slow)])
 def test_nve_follows_the_ase_trajectory(steps):
     """Velocity-Verlet steps: LAMMPS and ASE give the same energies and positions."""
