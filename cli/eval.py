@@ -5,17 +5,18 @@ from __future__ import annotations
 
 import click
 
-from ._options import dtype_option, quiet_option, show_progress, table
+from ._options import AT_LEAST_ONE, dtype_option, quiet_option, show_progress, table, writable_file
 
 
 @click.command("eval")
 @click.argument("model")
 @click.argument("data", type=click.Path(exists=True, dir_okay=False))
 @click.option("--parity", default="parity.png", show_default=True, type=click.Path(dir_okay=False),
+              callback=writable_file,
               help="Parity plot (PNG); '' for none.")
 @click.option("--calibration", default="calibration.png", show_default=True, type=click.Path(dir_okay=False),
               help="Calibration plot (PNG) of models with uncertainty outputs; '' for none.")
-@click.option("--batch-size", type=int, default=16, show_default=True, help="Structures per model call.")
+@click.option("--batch-size", type=AT_LEAST_ONE, default=16, show_default=True, help="Structures per model call.")
 @click.option("--fidelity", default=None, help="Fidelity of a multi-fidelity model (name or index).")
 @dtype_option
 @quiet_option

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import click
 
+from ._options import AT_LEAST_ONE, COUNT
+
 
 @click.command("train")
 @click.argument("config", type=click.Path(exists=True, dir_okay=False))
-@click.option("--devices", type=int, help="Processes/devices for data-parallel training (DDP).")
-@click.option("--num-nodes", type=int, help="Nodes for multi-node DDP.")
-@click.option("--max-epochs", type=int, help="Override trainer.max_epochs.")
+@click.option("--devices", type=AT_LEAST_ONE, help="Processes/devices for data-parallel training (DDP).")
+@click.option("--num-nodes", type=AT_LEAST_ONE, help="Nodes for multi-node DDP.")
+@click.option("--max-epochs", type=COUNT, help="Override trainer.max_epochs.")
 def command(config, devices, num_nodes, max_epochs):
     """Train the model described by CONFIG; resumes from RUN_DIR/checkpoints/last.ckpt if present.
 

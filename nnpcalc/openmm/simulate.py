@@ -30,7 +30,7 @@ from ..workflows import md_rundir as rd
 from ..workflows.common import as_model
 from ..workflows.io import FrameWriter
 from ..workflows.md_settings import MDSettings, make_settings
-from ..workflows.md_watch import why_stop
+from ..workflows.md_watch import fused_atoms, why_stop
 from .system import create_system
 
 #: OpenMM's own trajectory reporters; ``.extxyz`` frames are written by :class:`Recorder`
@@ -157,7 +157,7 @@ class Recorder:
     def report(self, simulation, state):
         step = simulation.currentStep
         atoms = self._atoms(state)
-        reason = why_stop(atoms, self.s) if step > 0 else None
+        reason = why_stop(atoms, self.s) if step > 0 else fused_atoms(atoms, self.s.fused_distance_factor)
         if step % self.s.log_interval == 0 or reason:
             self._write_row(self._row(step, state, simulation))
         if self._frames is not None and step % self.s.trajectory_interval == 0 and not reason:

@@ -28,7 +28,7 @@ from . import md_rundir as rd
 from . import md_state as state
 from .common import as_model, progress_bar
 from .md_settings import MDSettings, make_settings
-from .md_watch import why_stop
+from .md_watch import fused_atoms, why_stop
 
 
 @dataclass
@@ -150,6 +150,7 @@ class _Run:
         with state.Outputs(self.rundir, s, outputs) as out, \
                 progress_bar(s.steps, f"md {s.ensemble}", progress, initial=start) as bar:
             if outputs is None:  # a fresh run; a resume (even from step 0) has step 0 already
+                self._stop_if(0, out, fused_atoms(self.atoms, s.fused_distance_factor))  # a fused start
                 self._record(0, out, checkpoint=True)
             speed = _Speed(s.timestep_fs)
             for step in range(start + 1, s.steps + 1):
@@ -197,7 +198,9 @@ class _Run:
                 ens.conserved_energy(self.dyn, self.settings.ensemble, a), a.get_temperature(), pressure, volume]
 
     def _check_sane(self, step: int, out: state.Outputs) -> None:
-        reason = why_stop(self.atoms, self.settings)
+        self._stop_if(step, out, why_stop(self.atoms, self.settings))
+
+    def _stop_if(self, step: int, out: state.Outputs, reason: str | None) -> None:
         if reason is None:
             return
         self._write_exploded()

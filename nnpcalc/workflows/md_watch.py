@@ -22,13 +22,16 @@ def why_stop(atoms: Atoms, settings) -> str | None:
     energy = atoms.get_potential_energy()
     if not (np.isfinite(forces).all() and np.isfinite(atoms.positions).all() and np.isfinite(energy)):
         return "positions, energy or forces are NaN or infinite"
+    fused = fused_atoms(atoms, settings.fused_distance_factor)  # the cause, when forces then explode
+    if fused:
+        return fused
     largest = float(np.linalg.norm(forces, axis=1).max(initial=0.0))
     if largest > settings.max_force:
         return f"the largest force is {largest:.3g} eV/Å (limit {settings.max_force:g} eV/Å)"
     limit = settings.max_temperature_factor * max(settings.temperature_K, 100.0)
     if atoms.get_temperature() > limit:
         return f"the temperature is {atoms.get_temperature():.4g} K (limit {limit:.4g} K)"
-    return fused_atoms(atoms, settings.fused_distance_factor)
+    return None
 
 
 def fused_atoms(atoms: Atoms, factor: float) -> str | None:
