@@ -19,7 +19,8 @@ from ase.build import bulk, molecule
 from click.testing import CliRunner
 
 from nnpcalc.cli.main import main
-from nnpcalc.errors import CheckpointError, OptionError, OutputPathError, RunDirectoryError, SimulationError
+from nnpcalc.errors import (CheckpointError, OptionError, OutputPathError, RunDirectoryError, SimulationError,
+                            UnknownOptionError)
 
 
 @pytest.fixture
@@ -170,7 +171,6 @@ API_CASES = [
     (_run_md, {"steps": 2.5}, "steps must be a whole number >= 0"),
     (_run_md, {"tau_t_fs": 0.0}, "tau_t_fs must be positive"),
     (_run_md, {"seed": -1}, "seed must be zero or more"),
-    (_run_md, {"temprature_K": 300.0}, "unknown MD setting(s) temprature_K; valid: ensemble"),
     (_run_md, {"dtype": "float16"}, "unknown dtype 'float16'; choose one of float32, float64"),
     (_relax, {"fmax": 0.0}, "fmax must be a finite force above 0"),
     (_relax, {"fmax": math.nan}, "fmax must be a finite force above 0"),
@@ -194,6 +194,11 @@ def test_an_api_option_out_of_range_is_an_option_error(here, call, arguments, me
         call(**arguments) if isinstance(arguments, dict) else call(arguments)
     assert message in str(caught.value)
     assert not (here / "never").exists()
+
+
+def test_an_unknown_md_setting_is_named_with_the_valid_ones(here):
+    with pytest.raises(UnknownOptionError, match=r"unknown MD setting\(s\) temprature_K; valid: ensemble"):
+        _run_md(temprature_K=300.0)
 
 
 # -- resume: one real run, copied and damaged per case

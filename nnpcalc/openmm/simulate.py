@@ -79,7 +79,8 @@ def _simulate(simulation, setup, atoms: Atoms, s: MDSettings, outdir: Path, prog
                                                                 getVelocities=True, getForces=True))
         simulation.step(s.steps)
     wall_s = time.perf_counter() - start
-    summary = _summary(s, setup, wall_s) | recorder.statistics()
+    summary = _summary(s, setup, wall_s) | {"platform": simulation.context.getPlatform().getName()}
+    summary |= recorder.statistics()
     if s.ensemble != "nve":
         del summary["max_total_energy_drift_eV"]  # a thermostat or barostat exchanges energy
     return summary | {"trajectory": str(trajectory), "log": str(outdir / rd.LOG)}

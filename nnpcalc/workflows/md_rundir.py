@@ -22,7 +22,7 @@ import shutil
 from pathlib import Path
 
 from .. import __version__
-from ..errors import OptionError, RunDirectoryError
+from ..errors import RunDirectoryError, UnknownOptionError
 from .md_settings import RESUMABLE, MDSettings
 
 SETTINGS = "run.json"
@@ -149,9 +149,9 @@ def refuse_changes(settings: MDSettings, changes: dict, rundir: Path) -> None:
     for name, value in changes.items():
         if name in RESUMABLE or value is None:
             continue
-        recorded = getattr(settings, name, None)
         if name not in settings.as_dict():
-            raise OptionError(f"unknown MD setting {name!r}")
+            raise UnknownOptionError(f"unknown MD setting {name!r}; valid: {', '.join(settings.as_dict())}")
+        recorded = getattr(settings, name)
         if value != recorded:
             raise RunDirectoryError(
                 f"{rundir} was run with {name} = {recorded!r} ({SETTINGS}); a resume continues that run exactly "

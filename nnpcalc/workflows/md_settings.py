@@ -11,7 +11,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import PurePath
 
-from ..errors import OptionError
+from ..errors import OptionError, UnknownOptionError
 
 
 @dataclass(frozen=True)
@@ -116,7 +116,7 @@ def make_settings(**options) -> MDSettings:
     """MDSettings from keyword options, naming an unknown one and listing the valid ones."""
     unknown = sorted(set(options) - set(FIELD_NAMES))
     if unknown:
-        raise OptionError(f"unknown MD setting(s) {', '.join(unknown)}; valid: {', '.join(FIELD_NAMES)}")
+        raise UnknownOptionError(f"unknown MD setting(s) {', '.join(unknown)}; valid: {', '.join(FIELD_NAMES)}")
     return MDSettings(**options)
 
 
