@@ -123,3 +123,48 @@ def test_openmm_engine_is_dispatched(model, tmp_path):
     result = run_md(molecule("H2O"), model, outdir=tmp_path, steps=4, engine="openmm", ensemble="nvt-langevin",
                     trajectory_interval=2, log_interval=2)
     assert result.steps == 4 and any(p.exists() for p in result.files.values())
+
+
+def test_missing_ase_private_state_fails_loudly_before_any_step(model, tmp_path, monkeypatch):
+    """Checkpoints save private ASE attributes: an ASE that renamed one must fail when the integrator is made."""
+    from nnpcalc.workflows import md_ensembles
+
+    monkeypatch.setitem(md_ensembles.STATE, "nvt-nose-hoover", ("_thermostat._eta", "_thermostat._renamed"))
+    with pytest.raises(ImportError, match=r"has no _thermostat\._renamed, which nnpcalc's MD checkpoints save"):
+        run_md(molecule("H2O"), model, outdir=tmp_path / "run", steps=2, ensemble="nvt-nose-hoover")
+    assert not (tmp_path / "run").exists()
+
+
+def test_the_fused_pair_is_the_brute_force_one(tmp_path):
+    """The neighbour-list search finds the pair a full distance matrix (minimum image) finds."""
+    from ase.data import covalent_radii
+
+    from nnpcalc.systems import water_box
+    from nnpcalc.workflows.md_watch import closest_fused_pair
+
+    rng = np.random.default_rng(0)
+    for trial in range(6):
+        atoms = water_box(2) if trial % 2 else molecule("CH3CH2OH")
+        atoms.positions += rng.normal(scale=0.4, size=atoms.positions.shape)
+        factor = 0.9
+        d = atoms.get_all_distances(mic=atoms.pbc.any())
+        radii = covalent_radii[atoms.numbers]
+        ratio = d / (factor * (radii[:, None] + radii[None, :]))
+        np.fill_diagonal(ratio, np.inf)
+        found = closest_fused_pair(atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc, factor)
+        if ratio.min() >= 1:
+            assert found is None
+            continue
+        i, j, distance, limit = found
+        assert {i, j} == set(np.unravel_index(np.argmin(ratio), ratio.shape))
+        assert distance == pytest.approx(d[i, j], abs=1e-12) and distance / limit == pytest.approx(ratio.min())
+
+
+def test_no_equilibrium_molecule_trips_the_fused_check_but_a_squeezed_crystal_does():
+    from ase.collections import g2
+
+    from nnpcalc.workflows.md_settings import DEFAULTS
+    from nnpcalc.workflows.md_watch import fused_atoms
+
+    assert [name for name in g2.names if fused_atoms(g2[name], DEFAULTS.fused_distance_factor)] == []
+    assert "atoms 0 (Cu) and 0 (Cu)" in fused_atoms(bulk("Cu", "fcc", a=1.2), 0.5)  # its own periodic image
