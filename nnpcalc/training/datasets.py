@@ -29,20 +29,20 @@ def md(system: str, temperature: float, frames: int, every: int, seed: int, subs
 
 
 def hcno_md() -> list[dict]:
-    jobs = [md("CH3CH2OH", t, 100, 10, s, "ethanol") for t, s in [(300, 1), (300, 2), (300, 3), (500, 4), (600, 5), (800, 6)]]
-    for n in (2, 3, 4, 6, 8, 12):
-        jobs += [md(f"water-cluster-{n}", t, 50, 10, n + s, "water-clusters") for t, s in [(300, 0), (500, 1)]]
-    # periodic tblite is ~40x slower than the same molecules: a few short hot runs (1 fs steps)
-    jobs += [md("water-box-2", t, 20, 4, s, "water-box", timestep_fs=1.0) for t, s in [(300, 0), (450, 1)]]
-    jobs += [md(name, 500, 20, 10, k, "organics") for k, name in enumerate(ORGANICS)]
-    jobs += [md(name, t, 40, 10, k, "ions") for k, name in enumerate(IONS) for t in (300, 600)]
+    jobs = [md("CH3CH2OH", t, 60, 10, s, "ethanol") for t, s in [(300, 1), (500, 2), (700, 3)]]
+    for n in (2, 4, 6):
+        jobs += [md(f"water-cluster-{n}", t, 30, 10, n + s, "water-clusters") for t, s in [(300, 0), (500, 1)]]
+    # periodic tblite is ~40x slower than the same molecules: two short hot runs (1 fs steps)
+    jobs += [md("water-box-2", t, 16, 4, s, "water-box", timestep_fs=1.0) for t, s in [(300, 0), (450, 1)]]
+    jobs += [md(name, 500, 6, 10, k, "organics") for k, name in enumerate(ORGANICS)]
+    jobs += [md(name, 450, 20, 10, k, "ions") for k, name in enumerate(IONS)]
     return jobs
 
 
 def hcno_off_equilibrium() -> list[dict]:
-    jobs = [{"kind": "distort", "system": name, "method": GFN2, "count": 6, "seed": k, "scale": [0.8, 1.3],
+    jobs = [{"kind": "distort", "system": name, "method": GFN2, "count": 4, "seed": k, "scale": [0.8, 1.3],
              "rattle": 0.05, "subset": "distorted"} for k, name in enumerate(ORGANICS + list(IONS))]
-    jobs += [{"kind": "distort", "system": "water-box-2", "method": GFN2, "count": 8, "seed": s,
+    jobs += [{"kind": "distort", "system": "water-box-2", "method": GFN2, "count": 5, "seed": s,
               "scale": [0.88, 1.1], "rattle": 0.08, "subset": "water-box-compressed"} for s in (10, 11)]
     jobs += [{"kind": "bonds", "system": name, "method": GFN2, "scales": [0.6, 2.0, 8], "max_bonds": 4,
               "subset": "bonds"} for name in ("H2O", "CH4", "NH3", "CH3CH2OH", "H2CO", "HCN", "CH3OH", "CO2")]

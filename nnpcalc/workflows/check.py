@@ -23,6 +23,7 @@ from ..properties import dtype_name
 from ..runtime import Model
 from ..units import FS_TO_ASE_TIME
 from . import io
+from . import scans as scan
 from .common import as_model, progress_bar
 
 #: finite-difference step and tolerance per dtype (Å / strain; eV/Å, eV/Å³)
@@ -45,8 +46,14 @@ class CheckRow:
 
 
 def check(model: str | Path | Model | None = None, structures=None, *, dtype: str = "float64",
-          device: str = "cpu", nve_steps: int = 100, progress: bool = False) -> list[CheckRow]:
-    """Run every check on every structure; ``structures``: atoms, a list, a dict name → atoms, or None."""
+          device: str = "cpu", nve_steps: int = 100, scans: bool = True, md_steps: int = 200,
+          md_temperature_K: float = 300.0, progress: bool = False) -> list[CheckRow]:
+    """Run every check on every structure; ``structures``: atoms, a list, a dict name → atoms, or None.
+
+    ``scans``: dimer walls of the model's elements from 0.5 Å and bond (cell) compressions;
+    ``md_steps``: a Langevin MD of that many 0.5 fs steps per structure (and, by default, a
+    periodic water box or a metal slab and vacancy cell) watching for fused atoms (0: skip).
+    """
     model = as_model(model, dtype, device)
     calc = NNPCalculator(model)
     named = _named(structures) if structures is not None else default_structures(model)
@@ -55,8 +62,41 @@ def check(model: str | Path | Model | None = None, structures=None, *, dtype: st
         for name, atoms in named.items():
             model.check(atoms)
             rows += [CheckRow(name, c) for c in checks_of(calc, atoms, model, nve_steps)]
+            rows += [CheckRow(name, c) for c in hole_checks(calc, atoms, scans, md_steps, md_temperature_K)]
             bar.update(1)
+    if scans:
+        rows += [CheckRow("dimers", c) for c in scan.dimer_checks(calc, model.elements)]
+    if md_steps > 0 and structures is None:
+        for name, atoms in stability_structures(model.elements).items():
+            rows.append(CheckRow(name, scan.fused_md_check(calc, atoms, md_steps, md_temperature_K)))
     return rows
+
+
+def hole_checks(calc, atoms: Atoms, scans: bool, md_steps: int, temperature_K: float) -> list[testing.Check]:
+    """Bond (or cell) compression walls and a short MD watching for fused atoms."""
+    rows = scan.bond_checks(calc, atoms) if scans and len(atoms) > 1 else []
+    if md_steps > 0:
+        rows.append(scan.fused_md_check(calc, atoms, md_steps, temperature_K))
+    return rows
+
+
+def stability_structures(elements: list[str]) -> dict[str, Atoms]:
+    """What users run first: a periodic water box (models with H and O), an fcc(111) slab and a
+    vacancy cell of the first fcc metal of the model."""
+    from ase.build import bulk, fcc111
+
+    from ..systems import water_box
+
+    out = {}
+    if {"H", "O"} <= set(elements):
+        out["water-box-8"] = water_box(2)
+    metal = next((e for e in ("Cu", "Al", "Ni", "Ag", "Au", "Pd", "Pt") if e in elements), None)
+    if metal:
+        out[f"{metal}-fcc111-slab"] = fcc111(metal, (2, 2, 3), vacuum=5.0, periodic=True)
+        vacancy = bulk(metal, "fcc", cubic=True).repeat((2, 2, 2))
+        del vacancy[0]
+        out[f"{metal}-vacancy"] = vacancy
+    return out
 
 
 def checks_of(calc: NNPCalculator, atoms: Atoms, model: Model, nve_steps: int) -> Iterator[testing.Check]:
