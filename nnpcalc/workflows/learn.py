@@ -260,6 +260,8 @@ def plot_rounds(records: list[dict], path: Path) -> Path | None:
     twin = ax_x.twinx()
     twin.plot(rounds, [r["pool_frames"] for r in records], "ko-", label="training frames")
     ax_x.set(xlabel="round", ylabel="exploration runs that failed", title="failures and data")
+    for ax in (ax_f, ax_e, ax_x):
+        ax.set_xticks(rounds)
     twin.set_ylabel("training frames")
     fig.savefig(path, dpi=120)
     return path
