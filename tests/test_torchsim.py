@@ -115,8 +115,9 @@ def test_nve_conserves_energy_and_integrate_runs():
     assert final.n_systems == 2 and torch.isfinite(final.positions).all()
 
 
-@pytest.mark.slow  # four metals relaxed in one batch (~100 batched calls), then NVT
+@pytest.mark.slow  # 7-50 s on busy 2 cores; `make examples` runs it too
 def test_example_relaxes_four_metals():
+    """examples/torchsim_metals.py: four metals relaxed in one batch, then NVT."""
     import runpy
     from pathlib import Path
 
