@@ -67,6 +67,7 @@ class EvalResult:
             ax.plot([lo, hi], [lo, hi], color="0.5", lw=1, label="error = sigma")
             ax.set(xscale="log", yscale="log", xlabel=f"predicted uncertainty ({UNITS[name]})",
                    ylabel=f"|error| ({UNITS[name]})", title=name)
+            ax.tick_params(which="minor", labelbottom=False, labelleft=False)  # log axes: decades only
             ax.legend(fontsize=7)
         fig.savefig(path, dpi=120)
         return Path(path)
