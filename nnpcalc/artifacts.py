@@ -125,6 +125,15 @@ class Program:
         return dict(zip(self.keys, values))
 
 
+def failed(program: Program, err: Exception) -> None:
+    """Warn that ``program`` failed on a call (the caller then serves from the TorchScript file)."""
+    warnings.warn(
+        f"nnpcalc: the {program.kind} program {program.path} failed ({type(err).__name__}: {err}); the "
+        "TorchScript file serves this and later calls (same numbers). Delete the program to rebuild it.",
+        ArtifactWarning, stacklevel=4,
+    )
+
+
 def build(model_path: str | Path, kind: str, dtype: torch.dtype, device="cpu", root=None, loaded=None) -> Path:
     """Build artifact ``kind`` ("exported" or "compiled") of a model file into the cache; its path."""
     from .exported import compile_program, export_program

@@ -190,7 +190,11 @@ class Model:
         """One batched call on tensors in ``forward_batch``'s layout (cells as rows), for engines
         that hold tensors (torch-sim): same graph, chunking and threads as :meth:`compute`.
         Outputs stay tensors on the model's device, detached."""
-        unknown = sorted({chemical_symbols[z] for z in numbers.unique().tolist() if z not in self._known})
+        present = numbers.unique().tolist()
+        if any(z < 1 or z >= len(chemical_symbols) for z in present):
+            raise InvalidStructureError(f"atomic numbers {present} include some outside the periodic table "
+                                        f"(1–{len(chemical_symbols) - 1}); set real elements")
+        unknown = sorted({chemical_symbols[z] for z in present if z not in self._known})
         if unknown:
             raise UnknownElementError(unknown, self.elements, f"model {self.path.name}")
         # contiguous: vesin reads raw memory, and an expanded pbc [B,3] has stride 0
@@ -211,8 +215,12 @@ class Model:
         single = pairs < self.serial_pairs or torch.get_num_threads() == 1
         if (self.program is not None and module is self.module and not extra
                 and self.program.accepts(inputs[2].shape[0], inputs[0].shape[0], pairs, single)):
-            out = self.program(*inputs, *graph)  # computes forces and stress always: drop what was not asked
-            return {k: v for k, v in out.items() if (forces or k != "forces") and (stress or k != "stress")}
+            try:
+                out = self.program(*inputs, *graph)  # computes forces and stress always: drop what was not asked
+            except RuntimeError as err:
+                self.program = artifacts.failed(self.program, err)  # warns; the file serves from now on
+            else:
+                return {k: v for k, v in out.items() if (forces or k != "forces") and (stress or k != "stress")}
         return module.forward_batch(*inputs, *graph, compute_forces=forces, compute_stress=stress, **extra)
 
     @contextlib.contextmanager

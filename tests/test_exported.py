@@ -104,6 +104,19 @@ def test_a_broken_cached_program_warns_and_torchscript_serves(model_file, cache)
     assert model.compute([atoms])[0]["energy"] == reference.compute([atoms])[0]["energy"]
 
 
+def test_a_program_failing_on_a_call_warns_and_torchscript_serves(model_file):
+    model = Model(model_file, dtype="float64", artifact="torchscript")
+    reference = model.compute([structures()["ethanol"]])[0]
+
+    def broken(*inputs):
+        raise RuntimeError("the package does not run here")
+    model.program = artifacts.Program("compiled", broken, ["energy"], model.path)
+    with pytest.warns(ArtifactWarning, match="does not run here"):
+        out = model.compute([structures()["ethanol"]])[0]
+    assert model.program is None
+    assert all(np.array_equal(out[k], reference[k]) for k in reference)
+
+
 def test_a_stale_cached_program_is_refused(model_file, cache):
     info = artifacts.artifact_info(model_file, F64, "cpu")
     path = artifacts.cache_path(model_file, "exported", info)
