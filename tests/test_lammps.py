@@ -25,7 +25,7 @@ def run_in_lammps(atoms, model, elements, commands="run 0"):
     lmp = nnp_lammps.start_lammps()
     prism = nnp_lammps.create_atoms(lmp, atoms, elements)
     nnp_lammps.attach(lmp, model, elements, dtype="float64")
-    lmp.commands_string("compute pv all pressure NULL virial\nthermo_style custom step pe etotal\n" + commands)
+    lmp.commands_string("compute pv all pressure NULL virial\nthermo_style custom step pe etotal press vol\n" + commands)
     return lmp, prism
 
 
@@ -93,6 +93,22 @@ def test_molecule_in_a_shrink_wrapped_box():
     assert lmp.get_thermo("pe") == pytest.approx(water.get_potential_energy(), abs=1e-10)
     np.testing.assert_allclose(per_atom(lmp, prism, "f"), water.get_forces(), atol=1e-10)
     assert np.all(virial_stress(lmp, prism) == 0.0)
+    lmp.close()
+
+
+def test_box_relax_finds_the_ase_lattice_constant():
+    """LAMMPS's minimizer with fix box/relax (energy and virial from the model) lands where ASE's
+    BFGS + FrechetCellFilter does on the same model."""
+    from ase.filters import FrechetCellFilter
+    from ase.optimize import BFGS
+
+    atoms = bulk("Cu", "fcc", a=3.65, cubic=True)
+    lmp, _ = run_in_lammps(atoms, "metals-emt", ["Cu"],
+                           "fix relax all box/relax iso 0.0 vmax 0.001\nminimize 0 1e-10 200 2000")
+    atoms.calc = NNPCalculator("metals-emt", dtype="float64")
+    BFGS(FrechetCellFilter(atoms), logfile=None).run(fmax=1e-5, steps=50)
+    assert lmp.get_thermo("vol") == pytest.approx(atoms.get_volume(), rel=1e-5)
+    assert abs(lmp.get_thermo("press")) < 1.0  # bar
     lmp.close()
 
 
