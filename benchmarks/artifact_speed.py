@@ -1,7 +1,7 @@
 """Figure 8: one ASE force call served by each artifact: TorchScript file, exported program,
 compiled (AOTInductor) program, eager module; and the host overhead around the model.
 
-Run: .venv/bin/python benchmarks/artifact_speed.py --threads 1 --workloads ethanol
+Run: .venv/bin/python benchmarks/artifact_speed.py --threads 1 --workloads ethanol --md
      (--build: build missing programs into the cache first; minutes for "compiled")
 
 Per workload and artifact, the same structure is evaluated through ``NNPCalculator`` (a
@@ -33,6 +33,8 @@ def options(parser):
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--calls", type=int, default=20, help="calls per artifact per round")
     parser.add_argument("--build", action="store_true", help="build missing programs (exported, compiled)")
+    parser.add_argument("--md", action="store_true",
+                        help="also MD steps/s (VelocityVerlet 0.5 fs) per artifact and for tblite's GFN2-xTB")
 
 
 def load(kind: str, args):
@@ -121,14 +123,48 @@ def run(wname, args):
     return rows
 
 
+def md_rates(wname, args, steps: int = 40):
+    """MD steps/s per artifact and for GFN2-xTB (tblite, the default model's reference), interleaved."""
+    import numpy as np
+    from ase import units
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+    from ase.md.verlet import VelocityVerlet
+
+    from nnpcalc import NNPCalculator
+
+    calcs = {k: NNPCalculator(m) for k in args.artifacts if (m := load(k, args)[0]) is not None}
+    try:
+        from tblite.ase import TBLite
+
+        calcs["GFN2-xTB (tblite)"] = TBLite(method="GFN2-xTB", verbosity=0)
+    except ImportError as err:
+        print(f"# skipped tblite: {err}")
+    runs = {}
+    for name, calc in calcs.items():
+        atoms = C.WORKLOADS[wname]()
+        MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
+        atoms.calc = calc
+        runs[name] = VelocityVerlet(atoms, 0.5 * units.fs)
+        runs[name].run(5)
+    rates = {name: [] for name in runs}
+    for _ in range(args.rounds):
+        for name, dyn in runs.items():
+            rates[name] += [steps / t for t in C.timed(lambda: dyn.run(steps), 1)]
+    return [[wname, name, C.median(r), min(r), max(r)] for name, r in rates.items()]
+
+
 def main():
     args = C.setup(__doc__.splitlines()[0], options)
-    rows = []
+    rows, md = [], []
     for wname in args.workloads:
         rows += run(wname, args)
+        md += md_rates(wname, args) if args.md else []
     print(f"\n## One ASE force call per artifact ({args.dtype}, threads = {args.threads})")
     print(C.table(rows, ["workload", "atoms", "artifact", "ASE call ms", "model call ms", "host ms",
                          "speed vs TorchScript", "load s", "first call s"]))
+    if md:
+        print(f"\n## MD steps/s ({args.dtype}, threads = {args.threads})")
+        print(C.table(md, ["workload", "engine", "median steps/s", "min", "max"]))
 
 
 if __name__ == "__main__":
