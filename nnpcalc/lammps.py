@@ -108,6 +108,8 @@ class LammpsPotential:
         f[:] = out["forces"]
         self.energy = float(out["energy"])
         self.lmp.fix_external_set_energy_global(self.fix_id, self.energy)
+        if "energies" in out:  # per-atom energies for `compute pe/atom fix`
+            self.lmp.fix_external_set_energy_peratom(self.fix_id, out["energies"].tolist())
         # no stress without periodicity (boundary s/f on every axis): no cell to deform, no virial
         virial = lammps_virial(out["stress"], atoms.cell.volume) if "stress" in out else [0.0] * 6
         self.lmp.fix_external_set_virial_global(self.fix_id, virial)

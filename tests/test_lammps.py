@@ -55,10 +55,16 @@ def sheared(atoms, seed=0):
 
 
 def assert_same_as_ase(atoms, model, elements):
-    lmp, prism = run_in_lammps(atoms, model, elements)
+    lmp, prism = run_in_lammps(atoms, model, elements, "compute pea all pe/atom fix\nrun 0")
     atoms.calc = NNPCalculator(model, dtype="float64")
     scale = max(1.0, abs(atoms.get_potential_energy()))
     assert lmp.get_thermo("pe") == pytest.approx(atoms.get_potential_energy(), abs=1e-12 * scale)
+    import lammps
+
+    n = len(atoms)
+    per_atom_energy = lmp.numpy.extract_compute("pea", lammps.LMP_STYLE_ATOM, lammps.LMP_TYPE_VECTOR)[:n]
+    per_atom_energy = per_atom_energy[np.argsort(lmp.numpy.extract_atom("id")[:n])]
+    np.testing.assert_allclose(per_atom_energy, atoms.get_potential_energies(), atol=1e-11)
     np.testing.assert_allclose(per_atom(lmp, prism, "f"), atoms.get_forces(), atol=1e-11)
     np.testing.assert_allclose(virial_stress(lmp, prism), atoms.get_stress(voigt=False), atol=1e-11)
     lmp.close()
