@@ -110,12 +110,13 @@ class Program:
     def __repr__(self) -> str:
         return f"Program({self.kind!r}, {str(self.path)!r})"
 
-    def accepts(self, num_structures: int, num_atoms: int, num_pairs: int, threads: int | None) -> bool:
-        """Whether a call of this size (on ``threads`` threads) is this program's to serve."""
+    def accepts(self, num_structures: int, num_atoms: int, num_pairs: int, one_thread: bool) -> bool:
+        """Whether this program serves a call of this size; ``one_thread``: the call would run on one
+        thread anyway (compiled kernels are single-threaded: larger graphs keep all threads)."""
         from .exported import MIN_ATOMS, MIN_PAIRS
 
-        single = self.kind != "compiled" or threads == 1  # compiled kernels are single-threaded
-        return single and num_structures == 1 and num_atoms >= MIN_ATOMS and num_pairs >= MIN_PAIRS
+        threads_ok = self.kind != "compiled" or one_thread
+        return threads_ok and num_structures == 1 and num_atoms >= MIN_ATOMS and num_pairs >= MIN_PAIRS
 
     def __call__(self, positions, atomic_numbers, cell, pbc, total_charge, batch, fidelity, edge_index, shifts):
         if fidelity is None:
