@@ -142,13 +142,16 @@ def build(model_path: str | Path, kind: str, dtype: torch.dtype, device="cpu", r
     info = artifact_info(model_path, dtype, device)
     target = cache_path(model_path, kind, info, root)
     target.parent.mkdir(parents=True, exist_ok=True)
-    program, keys = export_program(model_path, dtype, device, loaded)
     partial = target.with_name(f"{target.name[:-4]}.{os.getpid()}.partial.pt2")
-    if kind == "compiled":
-        compile_program(program, partial, target.parent / "inductor")
-    else:
-        program.example_inputs = None  # nothing pickled in the archive (``load`` refuses archives that are)
-        torch.export.save(program, partial)
+    with warnings.catch_warnings():  # torch's own deprecation notices while it traces and compiles
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.")
+        program, keys = export_program(model_path, dtype, device, loaded)
+        if kind == "compiled":
+            compile_program(program, partial, target.parent / "inductor")
+        else:
+            program.example_inputs = None  # nothing pickled in the archive (``load`` refuses archives that are)
+            torch.export.save(program, partial)
     _sidecar(target).write_text(json.dumps(info | {"kind": kind, "keys": keys}, indent=1))
     os.replace(partial, target)  # readers never see a half-written program
     return target
