@@ -281,5 +281,9 @@ def test_coulomb_model_is_marked_molecules_only(tmp_path):
     arch = architecture("coulomb")
     path = export(build_potential(arch), arch, tmp_path / "coulomb.pt")
     assert modelfile.read_metadata(path)["periodic"] is False
+    from nnpcalc.runtime import Model
+    from nnpcalc.workflows.check import default_structures
+
+    assert not any(a.pbc.any() for a in default_structures(Model(path)).values())  # `nnp check` skips cells
     assert modelfile.read_metadata(export(build_potential(architecture("ewald")), architecture("ewald"),
                                           tmp_path / "ewald.pt"))["periodic"] is True

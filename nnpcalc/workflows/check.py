@@ -138,12 +138,26 @@ def check_nve(calc, atoms: Atoms, tolerance: float, steps: int = 100, timestep_f
 
 
 def default_structures(model: Model) -> dict[str, Atoms]:
+    """The reference structures of the model's elements that it serves (a model with
+    electrostatics serves no slab; one marked ``periodic: false`` no cell), plus a periodic probe."""
     known = set(model.elements)
     named = {name: a for name, a in testing.reference_structures().items()
-             if set(a.get_chemical_symbols()) <= known}
-    if not any(a.pbc.all() for a in named.values()):
+             if set(a.get_chemical_symbols()) <= known and _serves(model, a)}
+    if model.metadata.get("periodic", True) and not any(a.pbc.all() for a in named.values()):
         named["periodic-probe"] = periodic_probe(model.elements)
     return named
+
+
+def _serves(model: Model, atoms: Atoms) -> bool:
+    from ..errors import InvalidStructureError
+
+    if atoms.pbc.any() and not model.metadata.get("periodic", True):
+        return False
+    try:
+        model.check(atoms)
+    except InvalidStructureError:
+        return False
+    return True
 
 
 def periodic_probe(elements: list[str]) -> Atoms:
