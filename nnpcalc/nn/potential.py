@@ -92,12 +92,12 @@ class Potential(nn.Module):
         """
         dtype = self.dtype_probe.dtype
         positions, cell = positions.to(dtype), cell.to(dtype)
-        self._check(positions, atomic_numbers, cell, pbc)
+        has_volume = pbc.any(dim=1) & (torch.linalg.det(cell.to(torch.float64)).abs() > 1e-6)
+        any_volume = self._check(positions, atomic_numbers, cell, pbc, has_volume)
         if edge_index is None or shifts is None:
             edge_index, shifts = self.neighbors(positions, cell, pbc, batch)
             _check_overlaps(positions, cell, batch, edge_index, shifts)  # a given graph: the caller checked
-        has_volume = pbc.any(dim=1) & (torch.linalg.det(cell.to(torch.float64)).abs() > 1e-6)
-        compute_stress = compute_stress and bool(has_volume.any())  # no stress without a volume
+        compute_stress = compute_stress and any_volume  # no stress without a volume
         want_grad = compute_forces or compute_stress
         if want_grad and not torch.is_grad_enabled():
             raise RuntimeError(
@@ -187,7 +187,7 @@ class Potential(nn.Module):
         """Fidelity index per structure [B] (0 when not given), range-checked."""
         if fidelity is None:
             return torch.zeros(num_structures, dtype=torch.long, device=device)
-        if bool((fidelity < 0).any()) or bool((fidelity >= self.num_fidelities).any()):
+        if bool(((fidelity < 0) | (fidelity >= self.num_fidelities)).any()):  # one read-back
             raise ValueError("nnpcalc model: fidelity index out of range; see metadata 'fidelities'")
         return fidelity.reshape(-1).expand(num_structures).to(torch.long)
 
@@ -220,20 +220,40 @@ class Potential(nn.Module):
             virial = dE_de if dE_de is not None else torch.zeros_like(cell)
             out["stress"] = virial / volume[:, None, None]
 
-    def _check(self, positions: Tensor, numbers: Tensor, cell: Tensor, pbc: Tensor) -> None:
-        """Refuse what the model cannot serve, naming the problem (the runtime checks first)."""
+    def _check(self, positions: Tensor, numbers: Tensor, cell: Tensor, pbc: Tensor, has_volume: Tensor) -> bool:
+        """Refuse what the model cannot serve, naming the problem (the runtime checks first).
+
+        Every check of the batch is one tensor on the model's device, read back once: one host
+        synchronisation per call, not per structure (the same transfer returns whether any
+        structure of ``has_volume`` [B] has a volume, i.e. stress can be computed)."""
         if positions.dim() != 2 or positions.shape[1] != 3 or numbers.shape[0] != positions.shape[0]:
             raise ValueError("nnpcalc model: positions must be [N,3] with one atomic number per atom")
-        if not bool(torch.isfinite(positions).all()):
-            raise ValueError("nnpcalc model: positions contain NaN or inf")
         table = self.known_elements
-        if bool((numbers < 0).any()) or bool((numbers >= table.shape[0]).any()) or not bool(table[numbers].all()):
+        in_table = (numbers >= 0) & (numbers < table.shape[0])
+        known = in_table & table[numbers.clamp(0, table.shape[0] - 1)]
+        flat = pbc.any(dim=1) & (_periodic_extent(cell.to(torch.float64), pbc) < 1e-6)
+        flags: List[bool] = torch.stack(
+            [~torch.isfinite(positions).all(), ~known.all(), flat.any(), has_volume.any()]).tolist()
+        if flags[0]:
+            raise ValueError("nnpcalc model: positions contain NaN or inf")
+        if flags[1]:
             raise ValueError("nnpcalc model: element not supported; see metadata 'elements'")
-        for b in range(cell.shape[0]):
-            if bool(pbc[b].any()):
-                lattice = graph.binning_cell(cell[b].to(torch.float64), pbc[b])
-                if float(torch.linalg.det(lattice).abs()) < 1e-6:
-                    raise ValueError("nnpcalc model: periodic cell vectors span no volume")
+        if flags[2]:
+            raise ValueError("nnpcalc model: periodic cell vectors span no volume")
+        return flags[3]
+
+
+def _periodic_extent(cell: Tensor, pbc: Tensor) -> Tensor:
+    """Per structure [B]: the volume, area or length the periodic cell vectors span (3, 2 or 1
+    periodic axes; 1 with none), i.e. |det(graph.binning_cell)|, for a whole batch without a loop."""
+    periodic = pbc.to(cell.dtype)
+    count = pbc.sum(dim=1)
+    length = (torch.linalg.norm(cell, dim=2) * periodic).sum(dim=1)  # the periodic vector's, when count == 1
+    faces = torch.linalg.cross(cell.roll(-1, 1), cell.roll(-2, 1), dim=2)  # face k: a_{k+1} x a_{k+2}
+    area = (torch.linalg.norm(faces, dim=2) * (1 - periodic)).sum(dim=1)  # the periodic face, when count == 2
+    volume = torch.linalg.det(cell).abs()
+    return torch.where(count == 3, volume, torch.where(count == 2, area, torch.where(
+        count == 1, length, torch.ones_like(volume))))
 
 
 def _check_overlaps(positions: Tensor, cell: Tensor, batch: Tensor, edge_index: Tensor, shifts: Tensor) -> None:
@@ -243,8 +263,8 @@ def _check_overlaps(positions: Tensor, cell: Tensor, batch: Tensor, edge_index: 
     with torch.no_grad():
         vec = graph.edge_vectors(positions, cell, batch, edge_index, shifts.to(positions.dtype))
         length = torch.linalg.norm(vec, dim=1)
-        shortest = int(torch.argmin(length))
-        if float(length[shortest]) < 0.1:
+        if bool((length < 0.1).any()):  # one read-back; the atoms are looked up only to refuse
+            shortest = int(torch.argmin(length))
             raise ValueError(
                 "nnpcalc model: atoms {} and {} are {} Angstrom apart (overlapping nuclei); remove "
                 "duplicated atoms or fix the geometry".format(
