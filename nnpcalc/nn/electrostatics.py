@@ -13,7 +13,9 @@ bare Coulomb. ``r_d = 0`` gives bare Coulomb everywhere.
 * Periodic cells (``pbc`` all True, any triclinic cell): Ewald summation. A tolerance δ
   (``accuracy``) and a real-space cutoff ``r_c`` set the split ``α = √(−ln δ) / r_c`` and the
   reciprocal cutoff ``k_c = 2α√(−ln δ)``, so both truncation errors are ~δ. A charged cell gets
-  the neutralising background −πkQ²/(2Vα²) (as pymatgen's ``EwaldSummation``).
+  the neutralising background −πkQ²/(2Vα²) (as pymatgen's ``EwaldSummation``). By default
+  (``ewald_cutoff`` "auto") ``r_c = max(r_d, 0.3 √(−ln δ) (V²/N)^{1/6})`` balances the pair
+  list against the k-vectors (Ewald's optimum, constant measured on water: ~7 Å for 576 atoms).
 * Slabs and wires (mixed ``pbc``) are refused: a 2D correction is not implemented.
 
 Everything is pure torch and TorchScript-able; forces and stress come from the model's one
@@ -119,9 +121,24 @@ def reciprocal_space(positions: Tensor, charges: Tensor, cell: Tensor, alpha: fl
     return (2.0 * math.pi / volume) * charges * potential
 
 
+def auto_cutoff(num_atoms: int, volume: float, accuracy: float, radius: float) -> float:
+    """Real-space cutoff [Å] balancing pairs (∝ r_c³) against k-vectors (∝ V/r_c³), at least ``radius``.
+
+    The constant 0.3 was measured on water (2 CPU threads): 7 Å at 576 atoms, 10 Å at 4 608.
+    """
+    balanced = 0.3 * math.sqrt(-math.log(accuracy)) * (volume * volume / num_atoms) ** (1.0 / 6.0)
+    return max(radius, balanced)
+
+
 def ewald_energies(positions: Tensor, charges: Tensor, cell: Tensor, accuracy: float, cutoff: float,
                    radius: float) -> Tensor:
-    """Per-atom damped Coulomb energies [N] (e²/Å) of one periodic cell, by Ewald summation."""
+    """Per-atom damped Coulomb energies [N] (e²/Å) of one periodic cell, by Ewald summation.
+
+    ``cutoff`` ≤ 0: :func:`auto_cutoff` (from the unstrained volume: a parameter, not a variable).
+    """
+    if cutoff <= 0.0:
+        volume = float(torch.linalg.det(cell.detach()).abs())
+        cutoff = auto_cutoff(positions.shape[0], volume, accuracy, radius)
     alpha, k_cut = ewald_parameters(accuracy, cutoff)
     energies = real_space(positions, charges, cell, alpha, cutoff, radius)
     energies = energies + reciprocal_space(positions, charges, cell, alpha, k_cut)
@@ -174,22 +191,22 @@ class Electrostatics(Head):
         method: "coulomb" (molecules only) or "ewald" (molecules and periodic cells).
         damping_radius: r_d [Å] below which the network keeps the interaction (0: bare Coulomb).
         accuracy: Ewald tolerance δ (relative truncation error of each Ewald sum).
-        ewald_cutoff: Ewald real-space cutoff r_c [Å], ≥ damping_radius.
+        ewald_cutoff: Ewald real-space cutoff r_c [Å], ≥ damping_radius; 0: automatic per cell.
     """
 
     name = "electrostatics"
     outputs: tuple = ()  # adds to "energy" and "energies", declares no output of its own
 
-    def __init__(self, method: str, damping_radius: float, accuracy: float = 1e-6, ewald_cutoff: float = 10.0):
+    def __init__(self, method: str, damping_radius: float, accuracy: float = 1e-6, ewald_cutoff: float = 0.0):
         super().__init__()
         if method not in METHODS[1:]:
             raise ValueError(f"electrostatics must be one of {', '.join(METHODS)}, got {method!r}")
         if not 0.0 < accuracy < 1.0:
             raise ValueError(f"electrostatics accuracy must be in (0, 1), e.g. 1e-6; got {accuracy}")
-        if damping_radius < 0.0 or ewald_cutoff < damping_radius:
+        if damping_radius < 0.0 or (ewald_cutoff != 0.0 and ewald_cutoff < damping_radius):
             raise ValueError(
-                f"electrostatics needs 0 <= damping_radius <= ewald_cutoff; got {damping_radius} "
-                f"and {ewald_cutoff} (Å)"
+                f"electrostatics needs 0 <= damping_radius <= ewald_cutoff (or ewald_cutoff 'auto'); "
+                f"got {damping_radius} and {ewald_cutoff} (Å)"
             )
         self.periodic = method == "ewald"
         self.damping_radius = float(damping_radius)
@@ -239,7 +256,8 @@ def make_electrostatics(method: str, options: dict, cutoff: float):
         return None
     options = dict(options)
     radius = float(options.pop("damping_radius", cutoff))
-    cutoff_real = float(options.pop("ewald_cutoff", max(10.0, radius)))
+    cutoff_real = options.pop("ewald_cutoff", "auto")
+    cutoff_real = 0.0 if cutoff_real == "auto" else float(cutoff_real)
     accuracy = float(options.pop("accuracy", 1e-6))
     if options:
         raise ValueError(
