@@ -48,7 +48,7 @@ class Architecture:
     #: long-range Coulomb energy of the charge head's charges, added after every head: "none",
     #: "coulomb" (molecules) or "ewald" (molecules and periodic cells); see nn/electrostatics.py
     electrostatics: str = "none"
-    #: its options: damping_radius (Å, default the cutoff), accuracy (1e-6), ewald_cutoff (Å, 10)
+    #: its options: damping_radius (Å, default the cutoff), accuracy (1e-6), ewald_cutoff (Å or "auto")
     electrostatics_kwargs: dict = field(default_factory=dict)
     fidelities: list[str] = field(default_factory=lambda: ["default"])
     context_channels: int = 8
