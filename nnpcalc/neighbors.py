@@ -8,6 +8,9 @@ in (``edge_index``/``shifts``); ``benchmarks/neighbors.py`` measures both, and
 
 from __future__ import annotations
 
+import threading
+
+import numpy as np
 import torch
 
 BACKENDS = ("auto", "vesin", "torch")
@@ -35,8 +38,18 @@ def neighbor_graph(positions, cell, pbc, batch, cutoff: float, backend: str = "a
     return _with_vesin(vesin, positions, cell, pbc, batch, cutoff)
 
 
+_calculators = threading.local()  # one vesin NeighborList per thread and cutoff, reused across calls
+
+
+def _calculator(vesin, cutoff: float):
+    cache = _calculators.__dict__.setdefault("by_cutoff", {})
+    if cutoff not in cache:
+        cache[cutoff] = vesin.NeighborList(cutoff=cutoff, full_list=True)
+    return cache[cutoff]
+
+
 def _with_vesin(vesin, positions, cell, pbc, batch, cutoff):
-    calculator = vesin.NeighborList(cutoff=cutoff, full_list=True)
+    calculator = _calculator(vesin, cutoff)
     sizes = [positions.shape[0]] if cell.shape[0] == 1 else torch.bincount(batch, minlength=cell.shape[0]).tolist()
     edges, shifts, start = [], [], 0
     for b, size in enumerate(sizes):
@@ -64,7 +77,12 @@ VESIN_MAX_EXTENT = 1_000.0
 
 def _too_sparse_for_vesin(points, periodic, cutoff: float) -> bool:
     """Whether the atoms span more than :data:`VESIN_MAX_EXTENT` cutoffs along an open axis."""
-    if bool(periodic.all()) or points.shape[0] == 0:
+    if points.shape[0] == 0:
+        return False
+    if points.device.type == "cpu":  # numpy on a few atoms: ~1 µs per op where torch's cost ~10 µs
+        open_axes = ~periodic.numpy()
+        return bool(open_axes.any()) and bool((np.ptp(points.numpy()[:, open_axes], axis=0) > VESIN_MAX_EXTENT * cutoff).any())
+    if bool(periodic.all()):
         return False
     extent = points.max(dim=0).values - points.min(dim=0).values
     return bool((extent[~periodic] > VESIN_MAX_EXTENT * cutoff).any())
