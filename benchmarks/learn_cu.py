@@ -9,8 +9,10 @@
 2. Round 0: a small TensorNet with an ensemble energy head trained on the bulk data.
 3. ``nnp learn`` (the library call): each round explores with MD at 300 and 900 K and
    relaxations, labels the most uncertain, diverse frames with EMT and fine-tunes.
+   With ``--control`` the same rounds label nothing (``min_uncertainty`` out of reach): the
+   same fine-tuning budget on the bulk data alone, in ``OUTDIR/learn-control``.
 4. Per round: unrelaxed surface energies of the three facets against EMT's (the failure of
-   round 0), from ``OUTDIR/learn/round-NNN/model.pt``; written to ``OUTDIR/surfaces.json``.
+   round 0), from ``OUTDIR/learn/round-NNN/model.pt``; written to ``OUTDIR/surfaces-learn.json``.
 
 The round records and plot are ``OUTDIR/learn/rounds.json`` and ``rounds.png``;
 docs/uncertainty.md quotes a run.
@@ -112,6 +114,7 @@ def main(argv=None) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--frames", type=int, default=16, help="frames labelled per round")
     parser.add_argument("--minutes", type=float, default=3.0, help="fine-tuning minutes per round")
+    parser.add_argument("--control", action="store_true", help="label nothing: the same training budget, no new data")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # a program's choice: one thread, beside other work
     out = args.outdir
@@ -130,10 +133,13 @@ def main(argv=None) -> None:
               "structures": [str(out / "starts.extxyz")], "test": [str(out / "test.extxyz")], "method": "EMT",
               "rounds": args.rounds, "frames_per_round": args.frames, "max_epochs": 60, "max_minutes": args.minutes,
               "explore": {"temperatures_K": [300.0, 900.0], "steps": 300, "sample_every": 10, "relax": True}}
-    records = learn(config, out / "learn")
+    name = "learn-control" if args.control else "learn"
+    if args.control:
+        config["min_uncertainty"] = 1e9
+    records = learn(config, out / name)
     surfaces = {"EMT": surface_energies(None)}
     surfaces |= {f"round {r['round']}": surface_energies(r["model"]) for r in records}
-    (out / "surfaces.json").write_text(json.dumps(surfaces, indent=1))
+    (out / f"surfaces-{name}.json").write_text(json.dumps(surfaces, indent=1))
     print_tables(records, surfaces)
 
 
