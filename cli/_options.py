@@ -62,6 +62,25 @@ dtype_option = click.option(
 quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 
 
+def checked_device(ctx, param, value):
+    """Option callback: refuse, before any work, a device this machine does not have (cuda without CUDA)."""
+    if value == "cpu":
+        return value  # no torch import at parse time for the default
+    from nnpcalc.errors import DeviceError
+    from nnpcalc.validation import check_device
+
+    try:
+        check_device(value)
+    except DeviceError as err:
+        raise click.BadParameter(str(err)) from err
+    return value
+
+
+device_option = click.option(
+    "--device", default="cpu", show_default=True, metavar="DEVICE", callback=checked_device,
+    help="Torch device the model runs on: cpu, cuda or cuda:N (checked before any work).")
+
+
 def show_progress(quiet: bool) -> bool:
     """Progress bars only for a person watching: not with --quiet, not into a pipe or file."""
     return not quiet and sys.stderr.isatty()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ._options import COUNT, POSITIVE, dtype_option, quiet_option, show_progress, table
+from ._options import COUNT, POSITIVE, device_option, dtype_option, quiet_option, show_progress, table
 
 
 @click.command("check")
@@ -18,8 +18,9 @@ from ._options import COUNT, POSITIVE, dtype_option, quiet_option, show_progress
 @click.option("--md-temperature-K", "md_temperature_K", type=POSITIVE, default=300.0, show_default=True,
               help="Temperature of that MD.")
 @dtype_option
+@device_option
 @quiet_option
-def command(model, structure, nve_steps, scans, md_steps, md_temperature_K, dtype, quiet):
+def command(model, structure, nve_steps, scans, md_steps, md_temperature_K, dtype, device, quiet):
     """Self-check MODEL's physics as a pass/fail table.
 
     Finite-difference forces and stress, rotation/translation/lattice-image invariance,
@@ -34,8 +35,8 @@ def command(model, structure, nve_steps, scans, md_steps, md_temperature_K, dtyp
     from nnpcalc.workflows.check import check
 
     structures = io.read_structures([structure]) if structure else None
-    rows = check(model, structures, dtype=dtype, nve_steps=nve_steps, scans=scans, md_steps=md_steps,
-                 md_temperature_K=md_temperature_K, progress=show_progress(quiet))
+    rows = check(model, structures, dtype=dtype, device=device, nve_steps=nve_steps, scans=scans,
+                 md_steps=md_steps, md_temperature_K=md_temperature_K, progress=show_progress(quiet))
     click.echo(table(["structure", "check", "error", "tolerance", "result"],
                      [[r.structure, r.check.name, r.check.error, r.check.tolerance, "pass" if r.passed else "FAIL"]
                       for r in rows]))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from ._options import device_option
+
 
 @click.command("compile")
 @click.argument("model", required=False)
@@ -12,7 +14,7 @@ import click
 @click.option("--artifact", type=click.Choice(["compiled", "exported"]), default="compiled", show_default=True,
               help="compiled: AOTInductor native kernels (minutes; what Model(artifact='auto') uses); "
               "exported: the torch.export program only (tens of seconds).")
-@click.option("--device", default="cpu", show_default=True, help="Torch device the program runs on.")
+@device_option
 def command(model, dtypes, artifact, device):
     """Build MODEL's (a path or shipped name; default: the default model) program for this machine.
 

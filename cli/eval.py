@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from ._options import AT_LEAST_ONE, dtype_option, quiet_option, show_progress, table, writable_file
+from ._options import AT_LEAST_ONE, device_option, dtype_option, quiet_option, show_progress, table, writable_file
 
 
 @click.command("eval")
@@ -19,14 +19,15 @@ from ._options import AT_LEAST_ONE, dtype_option, quiet_option, show_progress, t
 @click.option("--batch-size", type=AT_LEAST_ONE, default=16, show_default=True, help="Structures per model call.")
 @click.option("--fidelity", default=None, help="Fidelity of a multi-fidelity model (name or index).")
 @dtype_option
+@device_option
 @quiet_option
-def command(model, data, parity, calibration, batch_size, fidelity, dtype, quiet):
+def command(model, data, parity, calibration, batch_size, fidelity, dtype, device, quiet):
     """Score MODEL on the labelled structures in DATA (ref_* keys or stored energy/forces)."""
     from nnpcalc.workflows.evaluate import evaluate
 
     fidelity = int(fidelity) if fidelity is not None and fidelity.isdigit() else fidelity
     result = evaluate(model, data, batch_size=batch_size, fidelity=fidelity, dtype=dtype,
-                      progress=show_progress(quiet))
+                      device=device, progress=show_progress(quiet))
     if not result.metrics:
         raise click.ClickException(f"{data} holds no labels this model predicts (energy, forces, stress, "
                                    "charges, dipole as ref_* keys or stored results)")

@@ -12,7 +12,8 @@ from click.core import ParameterSource
 from nnpcalc.workflows.choices import DTYPES, ENGINES, ENSEMBLES
 from nnpcalc.workflows.md_settings import DEFAULTS
 
-from ._options import AT_LEAST_ONE, COUNT, FINITE, NOT_NEGATIVE, POSITIVE, model_option, quiet_option, show_progress
+from ._options import (AT_LEAST_ONE, COUNT, FINITE, NOT_NEGATIVE, POSITIVE, device_option, model_option, quiet_option,
+                       show_progress)
 
 
 def setting(name: str, flag: str, kind, help: str):
@@ -42,6 +43,7 @@ SETTINGS = [
     setting("fused_distance_factor", "--fused-distance-factor", click.FloatRange(min=0, max=1, max_open=True),
             "Stop when two atoms come closer than this × the sum of their covalent radii (0: never)."),
     setting("dtype", "--dtype", click.Choice(DTYPES), "Precision the model runs in."),
+    device_option,  # MDSettings.device; a resume may change it
 ]
 
 

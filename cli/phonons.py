@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ._options import (AT_LEAST_ONE, NOT_NEGATIVE, POSITIVE, dtype_option, model_option, quiet_option, show_progress,
-                       table, writable_folder)
+from ._options import (AT_LEAST_ONE, NOT_NEGATIVE, POSITIVE, device_option, dtype_option, model_option, quiet_option,
+                       show_progress, table, writable_folder)
 
 
 @click.command("phonons")
@@ -22,8 +22,9 @@ from ._options import (AT_LEAST_ONE, NOT_NEGATIVE, POSITIVE, dtype_option, model
 @click.option("--t-max-K", "t_max_K", type=NOT_NEGATIVE, default=1000.0, show_default=True, help="Highest temperature, K.")
 @click.option("--t-step-K", "t_step_K", type=POSITIVE, default=10.0, show_default=True, help="Temperature step, K.")
 @dtype_option
+@device_option
 @quiet_option
-def command(input, supercell, output_dir, model, displacement_A, mesh, t_max_K, t_step_K, dtype, quiet):
+def command(input, supercell, output_dir, model, displacement_A, mesh, t_max_K, t_step_K, dtype, device, quiet):
     """Phonon bands, DOS and thermal properties of the crystal in INPUT.
 
     Force constants from finite displacements with phonopy; relax the crystal first (with
@@ -38,7 +39,8 @@ def command(input, supercell, output_dir, model, displacement_A, mesh, t_max_K, 
     with warnings.catch_warnings():  # said once below, as a line of its own
         warnings.filterwarnings("ignore", message="imaginary modes")
         result = phonons(atoms, model, supercell=supercell, displacement=displacement_A, mesh=mesh or 30.0,
-                         t_max=t_max_K, t_step=t_step_K, dtype=dtype, progress=show_progress(quiet))
+                         t_max=t_max_K, t_step=t_step_K, dtype=dtype, device=device,
+                         progress=show_progress(quiet))
     files = result.write(output_dir)
     t = result.thermal
     rows = [[float(t["temperature_K"][i]), float(t["free_energy_kJ_per_mol"][i]), float(t["entropy_J_per_K_mol"][i]),

@@ -8,8 +8,8 @@ import click
 
 from nnpcalc.workflows.choices import OPTIMIZERS
 
-from ._options import (COUNT, FINITE, POSITIVE, dtype_option, model_option, quiet_option, show_progress, table,
-                       writable_file)
+from ._options import (COUNT, FINITE, POSITIVE, device_option, dtype_option, model_option, quiet_option, show_progress,
+                       table, writable_file)
 
 
 @click.command("relax")
@@ -29,8 +29,10 @@ from ._options import (COUNT, FINITE, POSITIVE, dtype_option, model_option, quie
 @click.option("--trajectory", type=click.Path(dir_okay=False), callback=writable_file,
               help="Write every step (.extxyz or .traj); NAME-i.ext per structure when there are several.")
 @dtype_option
+@device_option
 @quiet_option
-def command(inputs, output, model, optimizer, fmax, steps, cell, pressure_GPa, fix_symmetry, trajectory, dtype, quiet):
+def command(inputs, output, model, optimizer, fmax, steps, cell, pressure_GPa, fix_symmetry, trajectory, dtype, device,
+            quiet):
     """Relax every structure (all frames of all INPUT files) in one batch.
 
     Prints energy, largest force, volume, steps and convergence per structure; exits with
@@ -44,7 +46,7 @@ def command(inputs, output, model, optimizer, fmax, steps, cell, pressure_GPa, f
     structures = io.read_structures(inputs)
     results = relax(structures, model, fmax=fmax, steps=steps, optimizer=optimizer, cell=cell,
                     pressure_GPa=pressure_GPa, fix_symmetry=fix_symmetry, trajectory=trajectory, dtype=dtype,
-                    progress=show_progress(quiet))
+                    device=device, progress=show_progress(quiet))
     written = io.write_structures(output, [r.atoms for r in results])
     click.echo(table(["structure", "energy (eV)", "max force (eV/Å)", "volume (Å³)", "pressure (GPa)", "steps", "converged"],
                      [[r.name, r.energy, r.max_force, r.volume, r.pressure_GPa, r.steps, r.converged] for r in results]))

@@ -88,6 +88,8 @@ def resume_md(outdir: str | Path, *, steps: int | None = None, model: str | Path
     with rd.RunLock(rundir):
         settings = rd.read_settings(rundir)
         rd.refuse_changes(settings, changes, rundir)
+        if changes.get("device") is not None:  # resumable: the run continues on another device
+            settings = replace(settings, device=changes["device"]).validate()
         if settings.engine != "ase":
             raise RunDirectoryError(f"{rundir} is an OpenMM run; resume is for runs of the ASE engine "
                                     "(start a new run from its last frame)")
