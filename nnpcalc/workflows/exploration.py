@@ -18,6 +18,7 @@ from ase import Atoms, units
 from ase.data import covalent_radii
 from ase.neighborlist import neighbor_list
 
+from ..charge import total_charge
 from ..errors import OptionError
 from .common import progress_bar
 from .uncertainty_watch import require_uncertainty
@@ -71,7 +72,7 @@ def explore(model, starts: list[Atoms], settings: ExploreSettings, seed: int = 0
 
 def _tag(frames: list[Atoms], start: Atoms, index: int, how: str) -> list[Atoms]:
     for frame in frames:
-        frame.info.update(source=f"start-{index}-{how}", charge=float(start.info.get("charge", 0.0)))
+        frame.info.update(source=f"start-{index}-{how}", charge=total_charge(start))
         if "subset" in start.info:
             frame.info["subset"] = start.info["subset"]
     return frames

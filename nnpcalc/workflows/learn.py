@@ -218,11 +218,12 @@ def _select_and_label(settings: LearnConfig, model_path: Path, folder: Path, lab
 
 def label(frames: list[Atoms], method: str) -> list[Atoms]:
     """Reference labels (``ref_*`` keys) for ``frames``, each with its own total charge."""
+    from ..charge import total_charge
     from ..training import reference
 
     out = []
     for atoms in frames:
-        charge = int(round(float(atoms.info.get("charge", 0.0))))
+        charge = int(round(total_charge(atoms)))
         calc = _user_calculator(method, charge) if ":" in method else reference.calculator(method, charge)
         labelled = reference.label(atoms, calc, method, charge)
         labelled.info.update({k: v for k, v in atoms.info.items() if k in ("subset", "source", "max_forces_uncertainty")})
