@@ -19,7 +19,7 @@ edge_index/shifts  opt.        a precomputed graph from ``model.neighbors`` (els
 
 Outputs (``metadata["outputs"]`` lists the ones a file has, with shape and unit):
 ``energy`` [] eV (float64), ``energies`` [N] eV, ``forces`` [N,3] eV/Å = −∂E/∂r,
-``stress`` [3,3] eV/Å³ = 1/V ∂E/∂ε (ASE sign; zero when the cell has no volume),
+``stress`` [3,3] eV/Å³ = 1/V ∂E/∂ε (ASE sign; absent, or NaN rows in a batch, where the cell has no volume),
 ``charges`` [N] e summing to ``total_charge``, ``dipole`` [3] e·Å.
 ``model.forward_batch(...)`` takes B structures (cell [B,3,3], pbc [B,3], total_charge [B],
 batch [N]). The file uses only torch ops: no nnpcalc import is needed to run it. Call it with

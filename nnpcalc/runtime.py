@@ -106,6 +106,7 @@ class Model:
         """Raise a typed error naming what in ``atoms`` this model cannot serve."""
         validation.check_numbers(atoms, self._known, self.elements, f"model {self.path.name}")
         validation.check_positions(atoms, self.dtype)
+        validation.check_density(atoms)
         if atoms.pbc.any():
             rank = np.linalg.matrix_rank(atoms.cell.array[atoms.pbc], tol=1e-6)
             if rank < atoms.pbc.sum():

@@ -17,6 +17,9 @@ from .errors import DeviceError, InvalidStructureError, UnknownElementError
 #: pairs of nuclei closer than this (Å) are refused: the shortest bond (H2) is 0.74 Å, and at
 #: zero distance the pair direction is undefined, so energies and forces become NaN
 MIN_DISTANCE = 0.1
+#: fully periodic cells with less volume per atom (Å³) are refused: metallic hydrogen at
+#: 500 GPa has ~1.3 Å³ per atom
+MIN_VOLUME_PER_ATOM = 0.5
 #: coordinates beyond this (Å, ~1 cm) are refused in any precision
 MAX_COORDINATE = 1e8
 #: in float32 a coordinate of x Å is resolved to ~6e-8 x Å: beyond this, distances are off by >1e-3 Å
@@ -67,19 +70,36 @@ def check_positions(atoms: Atoms, dtype: torch.dtype) -> None:
         )
 
 
+def check_density(atoms: Atoms) -> None:
+    """A periodic cell no denser than matter: a cell of tiny volume has thousands of images per
+    atom inside the cutoff (each costs a pair) and no physical meaning."""
+    if not atoms.pbc.all() or len(atoms) == 0:
+        return
+    per_atom = abs(float(np.linalg.det(atoms.cell.array))) / len(atoms)
+    if 1e-6 < per_atom * len(atoms) and per_atom < MIN_VOLUME_PER_ATOM:  # no volume at all: Model.check says so
+        raise InvalidStructureError(
+            f"{name(atoms)}: its cell gives each atom {per_atom:.3g} Å³, denser than any matter (≥ ~1 Å³ per "
+            f"atom even at hundreds of GPa; refused below {MIN_VOLUME_PER_ATOM} Å³). Check the cell's units "
+            "and vectors (atoms.cell), e.g. a cell given in nm or fractional units."
+        )
+
+
 def check_overlaps(structures, positions, cell, batch, edge_index, shifts) -> None:
     """Refuse pairs of the graph closer than :data:`MIN_DISTANCE`, naming them (one pass, O(pairs))."""
     if edge_index.shape[1] == 0:
         return
     i, j = edge_index[0], edge_index[1]
     with torch.no_grad():
-        vec = positions[j] - positions[i] + torch.bmm(shifts.to(cell.dtype).unsqueeze(1), cell[batch[i]]).squeeze(1)
-        length = torch.linalg.norm(vec, dim=1)
-        close = length < MIN_DISTANCE
+        vec = positions[j] - positions[i]
+        if cell.shape[0] == 1:
+            vec += shifts.to(cell.dtype) @ cell[0]
+        else:
+            vec += (shifts.to(cell.dtype).unsqueeze(2) * cell[batch[i]]).sum(1)
+        close = (vec * vec).sum(1) < MIN_DISTANCE**2
         if not bool(close.any()):
             return
         first = int(torch.nonzero(close)[0, 0])
-    a, b, d = int(i[first]), int(j[first]), float(length[first])
+    a, b, d = int(i[first]), int(j[first]), float(torch.linalg.norm(vec[first]))
     owner = int(batch[a])
     start = int((batch < owner).sum())
     image = "" if not bool(shifts[first].any()) else " (a periodic image)"

@@ -118,6 +118,8 @@ STRUCTURES = {
     "element not in the model": (lambda: _numbers(26, 1), "energy", UnknownElementError, "Use a model trained"),
     "periodic cell without volume": (lambda: Atoms("H", cell=np.zeros((3, 3)), pbc=True), "energy",
                                      InvalidStructureError, "set_cell"),
+    "cell denser than matter": (lambda: Atoms("H2", positions=[[0, 0, 0], [0.1, 0.1, 0.1]], cell=[[1.1, 0, 0], [0.3, 0.17, 0], [0.2, 0.1, 1.4]], pbc=True),
+                                "energy", InvalidStructureError, "Check the cell's units"),
     "stress of a molecule": (_water, "stress", StressUnavailableError, "energy and forces only"),
     "stress of a nanotube with zero open axes": (_tube, "stress", StressUnavailableError, "cell with a volume"),
     "stress of a slab without a c vector": (_slab_without_c, "stress", StressUnavailableError, "cell with a volume"),

@@ -194,6 +194,7 @@ def _energy(calc_and_name):
     return atoms.get_potential_energy()
 
 
+@pytest.mark.slow  # two fresh interpreters import torch: ~10-30 s on 2 loaded cores
 def test_calculator_in_two_processes(model_file):
     calc = NNPCalculator(model_file, dtype="float64")
     names = ["H2O", "CH4"]

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
+from ..charge import total_charge
 from ..errors import OptionError
 
 ACTIONS = ("flag", "save", "stop")
@@ -79,6 +80,6 @@ def save_frame(atoms: Atoms, path: Path, **info) -> None:
     from ase.io import write
 
     frame = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
-    frame.info.update({"charge": float(atoms.info.get("charge", 0.0)), **info})
+    frame.info.update({"charge": total_charge(atoms), **info})
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     write(path, frame, format="extxyz", append=True)
