@@ -262,11 +262,12 @@ def test_training_with_electrostatics_learns_charges_from_the_energy(tmp_path):
                          "electrostatics_kwargs": {"ewald_cutoff": 6.0}},
         "tasks": [{"output": "energy", "weight": 1}, {"output": "forces", "weight": 1}],
         "trainer": {"max_epochs": 1, "batch_size": 2, "progress": False},
-        "run_dir": str(tmp_path / "run"), "output": str(tmp_path / "m.pt"),
+        "run_dir": str(tmp_path / "run"), "output": str(tmp_path / "m.pt"), "summary": "Test.",
     }
     summary = train(config)
     metadata = modelfile.read_metadata(summary["model"])
     assert metadata["architecture"]["electrostatics"] == "ewald" and "charges" in metadata["outputs"]
+    assert "charges trained by the energy alone" in (tmp_path / "m.md").read_text()
     module = PotentialModule.load_from_checkpoint(str(tmp_path / "run" / "checkpoints" / "last.ckpt"))
     charge_head = next(h for h in module.potential.heads if h.name == "charges")
     atoms = frames[1]

@@ -48,6 +48,19 @@ def _num(value) -> str:
     return "—" if value is None else f"{value:.2f}"
 
 
+def electrostatics_line(meta: dict) -> str:
+    """The card's line on the Coulomb term (empty without one): method, and what trained the charges."""
+    method = meta["architecture"].get("electrostatics", "none")
+    if method == "none":
+        return ""
+    metrics = meta["provenance"].get("test_metrics", {})
+    taught = "the energy and reference charges (auxiliary loss)" if any(k.startswith("charges_") for k in metrics) \
+        else "the energy alone (no charge labels)"
+    options = meta["architecture"].get("electrostatics_kwargs") or {}
+    return (f"\n- electrostatics: {method}{f' {options}' if options else ''}, the Coulomb energy of the "
+            f"predicted charges (docs/electrostatics.md); charges trained by {taught}")
+
+
 def write_card(model_path: str | Path, summary: str) -> Path:
     """Write ``NAME.md`` beside the model file from its metadata; ``summary`` opens the card."""
     model_path = Path(model_path)
@@ -64,7 +77,7 @@ def write_card(model_path: str | Path, summary: str) -> Path:
 
 - elements: {', '.join(meta['elements'])}; cutoff {meta['cutoff']} Å; outputs: {', '.join(meta['outputs'])}
 - backbone: {meta['backbone']} {arch['backbone_kwargs']}; heads: {', '.join(meta['heads'])}
-- fidelities: {', '.join(meta['fidelities'])}; saved as {meta['dtype']}
+- fidelities: {', '.join(meta['fidelities'])}; saved as {meta['dtype']}{electrostatics_line(meta)}
 
 ## Data and split
 {frames} frames labelled by {', '.join(meta['fidelities'])}:
