@@ -22,6 +22,8 @@ from pathlib import Path
 
 import torch
 
+from .errors import ModelFileError
+
 MIN_ATOMS, MIN_PAIRS = 2, 2
 
 
@@ -84,6 +86,12 @@ def export_program(model_path, dtype: torch.dtype, device, loaded=None) -> tuple
     from .nn.build import rebuild
 
     loaded = loaded if loaded is not None else load(model_path)
+    method = loaded[1]["architecture"].get("electrostatics", "none")
+    if method != "none":
+        raise ModelFileError(
+            f"{Path(model_path).name} has electrostatics {method!r}, which cannot be exported yet: the "
+            "term branches on the pbc flags and sizes its Ewald sum from the data. The TorchScript file serves it."
+        )
     potential = rebuild(model_path, loaded).to(device=device, dtype=dtype).eval().requires_grad_(False)
     args = example_inputs(loaded[1], dtype, torch.device(device))
     with torch.enable_grad():

@@ -136,6 +136,18 @@ def test_cache_entries_differ_by_dtype_and_file(model_file, model_factory, tmp_p
     assert all(p.parent == cache.resolve() / "artifacts" for p in paths)
 
 
+def test_models_with_electrostatics_are_refused_quickly_and_torchscript_serves(tmp_path, cache):
+    from nnpcalc.nn.build import Architecture, build_potential, export
+
+    arch = Architecture(elements=["H", "O"], backbone_kwargs={"hidden_channels": 8, "num_layers": 1, "num_rbf": 4},
+                        heads=["energy", "charges"], head_hidden=8, electrostatics="coulomb")
+    path = export(build_potential(arch), arch, tmp_path / "coulomb.pt")
+    with pytest.raises(ModelFileError, match="cannot be exported yet"):
+        artifacts.build(path, "exported", F64)
+    with pytest.warns(ArtifactWarning, match="cannot be exported yet"):
+        assert Model(path, dtype="float64", artifact="exported").program is None
+
+
 def test_an_archive_with_pickles_is_refused(tmp_path):
     path = tmp_path / "evil.exported.pt2"
     config = {"config": {"w": {"path_name": "weight_0", "use_pickle": True}}}
