@@ -403,7 +403,18 @@ OPENMM = {
     "two charges": (lambda P, f: P("nnpcalc", model=f).createSystem(_topology(_water()), total_charge=1, charge=0),
                     InvalidChargeError, "give one"),
     "unknown force kind": (lambda P, f: P("nnpcalc", model=f, kind="gpu"), ValueError, "auto, python, torch"),
+    "ML atoms as floats": (lambda P, f: _force(f, atoms=[0.0, 1.0]), ValueError, "whole particle indices"),
+    "ML atoms as bools": (lambda P, f: _force(f, atoms=[True, False, True]), ValueError, "boolean mask"),
+    "ML atoms out of range": (lambda P, f: _force(f, atoms=[0, 99]), ValueError, "indices in 0..2"),
+    "ML atoms repeated": (lambda P, f: _force(f, atoms=[0, 0]), ValueError, "more than once"),
+    "force kind gpu": (lambda P, f: _force(f, kind="gpu"), ValueError, "auto, python, torch"),
 }
+
+
+def _force(model, **options):
+    from nnpcalc.openmm import create_force
+
+    return create_force(model, _topology(_water()), **{"kind": "python", **options})
 
 
 @pytest.mark.parametrize("case", OPENMM)
