@@ -195,3 +195,19 @@ def test_eval_scores_uncertainty_and_plots_calibration(model_path, tmp_path):
     assert result.plot_calibration(tmp_path / "cal.png").stat().st_size > 0
     plain = evaluate(model_path, frames, uncertainty=False)  # the energy's comes free, the forces' on request
     assert "forces" not in plain.uncertainty and "energy_per_atom" in plain.uncertainty
+
+
+def test_nnp_eval_prints_the_uncertainty_table(model_path, tmp_path):
+    pytest.importorskip("matplotlib")
+    from ase.calculators.emt import EMT
+    from ase.io import write
+    from click.testing import CliRunner
+
+    from nnpcalc.cli.main import main
+    from nnpcalc.training.reference import label
+
+    write(tmp_path / "d.extxyz", [label(cu_cell(seed), EMT(), "EMT") for seed in range(2)])
+    result = CliRunner().invoke(main, ["eval", str(model_path), str(tmp_path / "d.extxyz"), "-q",
+                                       "--parity", "", "--calibration", str(tmp_path / "c.png")])
+    assert result.exit_code == 0, result.output
+    assert "within 2σ" in result.output and (tmp_path / "c.png").is_file()
