@@ -212,10 +212,10 @@ def for_model(model_path: str | Path, dtype: torch.dtype, device="cpu", artifact
         raise ValueError(f"unknown artifact {artifact!r}; choose from {', '.join(ARTIFACTS)}")
     if artifact == "torchscript":
         return None
-    info = artifact_info(model_path, dtype, device)
-    kind = "compiled" if artifact == "auto" else artifact
-    path, step = cache_path(model_path, kind, info, root), "load"
+    kind, step, path = "compiled" if artifact == "auto" else artifact, "find", "its cache"
     try:
+        info = artifact_info(model_path, dtype, device)
+        path, step = cache_path(model_path, kind, info, root), "load"
         if not path.is_file():
             if artifact == "auto":
                 return None
@@ -224,8 +224,8 @@ def for_model(model_path: str | Path, dtype: torch.dtype, device="cpu", artifact
         return load(path, info)
     except Exception as err:  # any failure: serve from the TorchScript file, and say why
         warnings.warn(
-            f"nnpcalc: could not {step} the {kind} program of {Path(model_path).name} ({info['dtype']}, "
-            f"{path}): {type(err).__name__}: {err}. The TorchScript file serves instead (same numbers; "
-            "slower for small systems).", ArtifactWarning, stacklevel=3,
+            f"nnpcalc: could not {step} the {kind} program of {Path(model_path).name} "
+            f"({str(dtype).replace('torch.', '')}, {path}): {type(err).__name__}: {err}. The TorchScript "
+            "file serves instead (same numbers; slower for small systems).", ArtifactWarning, stacklevel=3,
         )
         return None
