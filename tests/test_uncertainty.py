@@ -211,3 +211,14 @@ def test_nnp_eval_prints_the_uncertainty_table(model_path, tmp_path):
                                        "--parity", "", "--calibration", str(tmp_path / "c.png")])
     assert result.exit_code == 0, result.output
     assert "within 2σ" in result.output and (tmp_path / "c.png").is_file()
+
+
+def test_members_follow_energy_added_after_the_ensemble_head(tmp_path):
+    torch.manual_seed(0)
+    arch = Architecture(elements=["Cu"], backbone_kwargs=TINY, head_hidden=8,
+                        heads=[{"kind": "energy_ensemble", "members": 4}, "zbl"])
+    path = export(build_potential(arch), arch, tmp_path / "zbl.pt")
+    atoms = cu_cell()
+    atoms.positions[1] = atoms.positions[0] + [0.9, 0.0, 0.0]  # close enough for the prior to matter
+    (out,) = Model(path, dtype="float64").compute([atoms])
+    np.testing.assert_allclose(out["energy_ensemble"].mean(), out["energy"], rtol=1e-12)

@@ -80,6 +80,7 @@ class HeadKind:
     make: Callable[[dict, HeadInputs], H.Head]
     named: bool = False  # the spec must give a "name" (the output it writes)
     requires: tuple[str, ...] = ()  # kinds that must be listed before it
+    provides: tuple[str, ...] = ()  # other kinds it stands in for in ``requires`` (an ensemble energy head: energy)
 
 
 def _torchmd(cls, with_layers: bool):
@@ -99,7 +100,7 @@ HEAD_KINDS: dict[str, HeadKind] = {
     "energy": HeadKind(lambda s, g: H.EnergyHead(g.width, g.hidden, max_z=g.max_z, num_fidelities=g.num_fidelities)),
     # the energy as the mean of a shallow ensemble, with its uncertainty (nn/uncertainty.py)
     "energy_ensemble": HeadKind(lambda s, g: EnsembleEnergyHead(
-        g.width, g.hidden, g.max_z, g.num_fidelities, int(s.get("members", 8)))),
+        g.width, g.hidden, g.max_z, g.num_fidelities, int(s.get("members", 8))), provides=("energy",)),
     "charges": HeadKind(lambda s, g: H.ChargeHead(g.width, g.hidden)),
     "dipole": HeadKind(lambda s, g: H.DipoleHead(), requires=("charges",)),
     "scalar": HeadKind(
@@ -143,8 +144,9 @@ def head_spec(head) -> dict:
 def _check_order(specs: list[dict]) -> None:
     kinds = [s["kind"] for s in specs]
     for i, kind in enumerate(kinds):
+        before = set(kinds[:i]).union(*(HEAD_KINDS[k].provides for k in kinds[:i]))
         for need in HEAD_KINDS[kind].requires:
-            if need not in kinds[:i]:
+            if need not in before:
                 raise ValueError(f"head {kind!r} needs head {need!r} listed before it")
 
 

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from .. import graph, modelfile
 from ..properties import describe
-from .uncertainty import add_forces_uncertainty
+from .uncertainty import add_forces_uncertainty, centre_ensemble
 
 
 class Potential(nn.Module):
@@ -181,7 +181,7 @@ class Potential(nn.Module):
         out: Dict[str, Tensor] = {}
         for head in self.heads:
             out = head(x, system, out)
-        return out
+        return centre_ensemble(out)  # members follow terms added after the ensemble head (ZBL, Coulomb)
 
     def _fidelity(self, fidelity: Optional[Tensor], num_structures: int, device: torch.device) -> Tensor:
         """Fidelity index per structure [B] (0 when not given), range-checked."""

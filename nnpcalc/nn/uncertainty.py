@@ -13,8 +13,10 @@ shallow ensembles"). Outputs, beside ``energy`` and ``energies``:
                                 (``forward_batch(..., compute_uncertainty=True)``).
 =====================  =======  ===========================================================
 
-The two calibration factors are buffers set on the validation split after training
-(``nnpcalc.training.calibration``): 1 means uncalibrated. Cost with K = 8: the head's MLP is
+The two calibration factors are buffers set on the validation split at the end of every
+validation epoch (``nnpcalc.training.calibration``): 1 means uncalibrated. Terms added to the
+energy by later heads (ZBL prior, electrostatics) shift every member alike
+(:func:`centre_ensemble`), so the mean of ``energy_ensemble`` is always ``energy``. Cost with K = 8: the head's MLP is
 K times wider; the backbone, which dominates a call, runs once.
 """
 
@@ -82,6 +84,15 @@ class EnsembleEnergyHead(ReferenceEnergy):
         if system["positions"].requires_grad:  # derivatives follow: the potential pops this key
             outputs["_forces_calibration"] = self.forces_calibration.to(f64)
         return outputs
+
+
+def centre_ensemble(out: Dict[str, Tensor]) -> Dict[str, Tensor]:
+    """Shift ``energy_ensemble`` onto the final ``energy``: heads after the ensemble head (priors,
+    electrostatics) add the same energy to every member, so only the deviations are the head's."""
+    if "energy_ensemble" in out:
+        members = out["energy_ensemble"]
+        out["energy_ensemble"] = out["energy"].unsqueeze(-1) + members - members.mean(dim=-1, keepdim=True)
+    return out
 
 
 def spread(members: Tensor) -> Tensor:
