@@ -22,7 +22,7 @@ test: $(STAMP)
 
 # every example as a user runs it, with the shipped models (CI runs this too)
 examples: $(STAMP)
-	cd examples && for script in quickstart relax_crystal md_water_box phonons_cu openmm_water lammps_cu_npt torchsim_metals ipi_water_pimd; do \
+	cd examples && for script in quickstart relax_crystal md_water_box phonons_cu openmm_water lammps_cu_npt torchsim_metals ipi_water_pimd janus_relax; do \
 		echo "== examples/$$script.py"; OMP_NUM_THREADS=1 ../$(PY) $$script.py || exit 1; done
 	OMP_NUM_THREADS=1 $(PY) examples/train_and_export.py --epochs 2 --outdir $$(mktemp -d)
 
