@@ -9,7 +9,7 @@ from __future__ import annotations
 import click
 from click.core import ParameterSource
 
-from nnpcalc.workflows.choices import DTYPES, ENGINES, ENSEMBLES
+from nnpcalc.workflows.choices import DTYPES, ENGINES, ENSEMBLES, UNCERTAINTY_ACTIONS
 from nnpcalc.workflows.md_settings import DEFAULTS
 
 from ._options import (AT_LEAST_ONE, COUNT, FINITE, NOT_NEGATIVE, POSITIVE, device_option, model_option, quiet_option,
@@ -42,6 +42,12 @@ SETTINGS = [
             "Steps between Monte Carlo volume moves (OpenMM engine, npt)."),
     setting("fused_distance_factor", "--fused-distance-factor", click.FloatRange(min=0, max=1, max_open=True),
             "Stop when two atoms come closer than this × the sum of their covalent radii (0: never)."),
+    setting("max_uncertainty", "--max-uncertainty", NOT_NEGATIVE,
+            "eV/Å: act when an atom's predicted force error (forces_uncertainty) exceeds this, checked every "
+            "trajectory frame; models with an uncertainty head (docs/uncertainty.md); 0: not watched."),
+    setting("uncertainty_action", "--uncertainty-action", click.Choice(UNCERTAINTY_ACTIONS),
+            "Above --max-uncertainty: warn (flag), also append the frame to uncertain.extxyz for labelling "
+            "(save), or save it and stop the run (stop)."),
     setting("dtype", "--dtype", click.Choice(DTYPES), "Precision the model runs in."),
     device_option,  # MDSettings.device; a resume may change it
 ]

@@ -222,3 +222,22 @@ def test_members_follow_energy_added_after_the_ensemble_head(tmp_path):
     atoms.positions[1] = atoms.positions[0] + [0.9, 0.0, 0.0]  # close enough for the prior to matter
     (out,) = Model(path, dtype="float64").compute([atoms])
     np.testing.assert_allclose(out["energy_ensemble"].mean(), out["energy"], rtol=1e-12)
+
+
+def test_md_max_uncertainty_saves_frames_or_stops(model_path, model_file, tmp_path):
+    from ase.io import read
+
+    from nnpcalc.errors import OptionError, SimulationError
+    from nnpcalc.workflows.md import run_md
+
+    common = {"steps": 4, "trajectory_interval": 2, "max_uncertainty": 1e-9}
+    run_md(cu_cell(), model_path, outdir=tmp_path / "save", **common)
+    saved = read(tmp_path / "save" / "uncertain.extxyz", ":")
+    assert [f.info["step"] for f in saved] == [2, 4] and "energy" not in saved[0].info
+    with pytest.raises(SimulationError, match="force uncertainty"):
+        run_md(cu_cell(), model_path, outdir=tmp_path / "stop", uncertainty_action="stop", **common)
+    assert len(read(tmp_path / "stop" / "uncertain.extxyz", ":")) == 1
+    with pytest.raises(OptionError, match="no uncertainty outputs"):
+        run_md(cu_cell(), model_file, outdir=tmp_path / "plain", **common)
+    with pytest.raises(OptionError, match="engine ase"):
+        run_md(cu_cell(), model_path, outdir=tmp_path / "mm", engine="openmm", ensemble="nvt-langevin", **common)

@@ -10,3 +10,5 @@ from .md_settings import ENGINES, ENSEMBLE_TABLE
 ENSEMBLES = tuple(ENSEMBLE_TABLE)
 #: ASE optimizers ``relax`` steps
 OPTIMIZERS = ("FIRE", "BFGS", "LBFGS")
+#: what a run does above its uncertainty limit (``uncertainty_watch``): warn, save the frame, save and stop
+UNCERTAINTY_ACTIONS = ("flag", "save", "stop")

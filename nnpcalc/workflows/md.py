@@ -29,6 +29,7 @@ from . import md_state as state
 from .common import as_model, progress_bar
 from .md_settings import MDSettings, make_settings
 from .md_watch import fused_atoms, why_stop
+from .uncertainty_watch import md_watcher
 
 
 @dataclass
@@ -146,6 +147,7 @@ class _Run:
 
     def __init__(self, rundir: Path, settings: MDSettings, atoms: Atoms, dyn, rng):
         self.rundir, self.settings, self.atoms, self.dyn, self.rng = rundir, settings, atoms, dyn, rng
+        self.watch = md_watcher(rundir, settings, atoms.calc.model)  # --max-uncertainty, or None
 
     def simulate(self, start: int, progress: bool, outputs: dict | None = None) -> MDResult:
         s = self.settings
@@ -158,6 +160,7 @@ class _Run:
             for step in range(start + 1, s.steps + 1):
                 self._step(step)
                 self._check_sane(step, out)
+                self._stop_if(step, out, self.watch.check(self.atoms, step) if self.watch else None)
                 self._record(step, out, checkpoint=step % s.checkpoint_interval == 0 or step == s.steps)
                 bar.update(1)
                 if step % s.log_interval == 0:

@@ -19,8 +19,10 @@ from ase import Atoms
 
 from ..charge import total_charge
 from ..errors import OptionError
+from .choices import UNCERTAINTY_ACTIONS as ACTIONS
 
-ACTIONS = ("flag", "save", "stop")
+#: where ``nnp md --max-uncertainty`` writes the frames to label, in its run directory
+MD_FRAMES = "uncertain.extxyz"
 
 
 def require_uncertainty(model) -> None:
@@ -83,3 +85,13 @@ def save_frame(atoms: Atoms, path: Path, **info) -> None:
     frame.info.update({"charge": total_charge(atoms), **info})
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     write(path, frame, format="extxyz", append=True)
+
+
+def md_watcher(rundir: Path, settings, model) -> UncertaintyWatch | None:
+    """The watch of an MD run (``MDSettings.max_uncertainty``, 0: none), checked every trajectory frame."""
+    if not settings.max_uncertainty:
+        return None
+    require_uncertainty(model)
+    return UncertaintyWatch(settings.max_uncertainty, settings.uncertainty_action, Path(rundir) / MD_FRAMES,
+                            settings.trajectory_interval)
+
