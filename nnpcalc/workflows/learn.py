@@ -173,7 +173,9 @@ def round_config(settings: LearnConfig, outdir: Path, k: int) -> dict:
             config["trainer"][key] = getattr(settings, key)
     if not settings.retrain:
         config["init_from"] = str(outdir / f"round-{k - 1:03d}" / "model.pt")
-    config.setdefault("summary", f"Active-learning round {k} (nnp learn).")
+    how = "retrained from scratch" if settings.retrain else f"fine-tuned from round {k - 1}"
+    config["summary"] = f"`nnp learn` round {k}: {how} with the frames rounds 0–{k - 1} labelled. " + \
+        config.get("summary", "")
     return config
 
 
