@@ -130,3 +130,16 @@ def test_init_from_loads_the_whole_potential_or_named_parts(tmp_path):
     for key, value in pretrained.backbone.state_dict().items():
         torch.testing.assert_close(module.potential.backbone.state_dict()[key], value.double())
     torch.testing.assert_close(module.potential.heads[0].net.first.weight, head_before)
+
+
+def test_a_frame_the_reference_fails_on_is_skipped(monkeypatch):
+    from nnpcalc.training import reference
+    from nnpcalc.workflows.learn import label
+
+    class Failing(EMT):
+        def calculate(self, *args, **kwargs):
+            raise RuntimeError("SCF did not converge")
+
+    monkeypatch.setattr(reference, "calculator", lambda method, charge: Failing())
+    with pytest.warns(UserWarning, match="could not label frame 0.*SCF"):
+        assert label([bulk("Cu", "fcc", a=3.6)], "EMT") == []

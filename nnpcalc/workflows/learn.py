@@ -219,15 +219,26 @@ def _select_and_label(settings: LearnConfig, model_path: Path, folder: Path, lab
 
 
 def label(frames: list[Atoms], method: str) -> list[Atoms]:
-    """Reference labels (``ref_*`` keys) for ``frames``, each with its own total charge."""
+    """Reference labels (``ref_*`` keys) for ``frames``, each with its own total charge.
+
+    A frame the reference method fails on (an SCF that does not converge on fused atoms, ...)
+    is skipped with a warning naming it, not the round.
+    """
+    import warnings
+
     from ..charge import total_charge
     from ..training import reference
 
     out = []
-    for atoms in frames:
+    for index, atoms in enumerate(frames):
         charge = int(round(total_charge(atoms)))
         calc = _user_calculator(method, charge) if ":" in method else reference.calculator(method, charge)
-        labelled = reference.label(atoms, calc, method, charge)
+        try:
+            labelled = reference.label(atoms, calc, method, charge)
+        except Exception as err:  # noqa: BLE001 - any calculator's failure on one geometry
+            warnings.warn(f"{method} could not label frame {index} ({atoms.get_chemical_formula()}, "
+                          f"{atoms.info.get('source', '')}): {err}; skipped", stacklevel=2)
+            continue
         labelled.info.update({k: v for k, v in atoms.info.items() if k in ("subset", "source", "max_forces_uncertainty")})
         out.append(labelled)
     return out
