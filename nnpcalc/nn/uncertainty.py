@@ -5,7 +5,7 @@ ensemble, as in Kellner & Ceriotti 2024, "Uncertainty quantification by direct p
 shallow ensembles"). Outputs, beside ``energy`` and ``energies``:
 
 =====================  =======  ===========================================================
-``energy_ensemble``    [K] eV   each member's total energy (raw)
+``energy_ensemble``    [K] eV   each member's total energy (their mean is ``energy``)
 ``energy_uncertainty`` [] eV    ``energy_calibration * std_k(E_k)``
 ``forces_uncertainty`` [N] eV/Å ``forces_calibration * rms_{k,xyz}(F_k - mean_k F_k)`` per
                                 atom: the predicted RMS error of one force component. Costs
