@@ -164,9 +164,7 @@ def test_an_archive_with_pickles_is_refused(tmp_path):
 def exported_model(tmp_path_factory, model_factory):
     root = tmp_path_factory.mktemp("cache")
     path = model_factory(tmp_path_factory.mktemp("models") / "tiny.pt")[0]
-    artifacts.build(path, "exported", F64, "cpu", root)
-    info = artifacts.artifact_info(path, F64, "cpu")
-    return path, artifacts.load(artifacts.cache_path(path, "exported", info, root), info), root
+    return path, artifacts.load(artifacts.build(path, "exported", F64, "cpu", root)), root
 
 
 @pytest.mark.slow
@@ -222,9 +220,21 @@ def test_compiled_matches_torchscript(exported_model, tmp_path_factory):
     """AOTInductor on this CPU (minutes): the same numbers to rounding."""
     path, _, _ = exported_model
     root = tmp_path_factory.mktemp("compiled")
-    artifacts.build(path, "compiled", F64, "cpu", root)
-    info = artifacts.artifact_info(path, F64, "cpu")
-    program = artifacts.load(artifacts.cache_path(path, "compiled", info, root), info)
+    program = artifacts.load(artifacts.build(path, "compiled", F64, "cpu", root))
+    scripted, metadata = modelfile.load(path)
+    scripted = scripted.to(F64)
+    for name, atoms in structures().items():
+        args = call_inputs(atoms, metadata["cutoff"])
+        with modelfile.calling():
+            reference = scripted.forward_batch(*args)
+        assert max_difference(program(*args), reference) < EXACT, name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backbone", ["et", "graph-network"])
+def test_other_backbones_export_exactly(backbone, model_factory, tmp_path):
+    path = model_factory(tmp_path / f"{backbone}.pt", backbone=backbone)[0]
+    program = artifacts.load(artifacts.build(path, "exported", F64, "cpu", tmp_path / "cache"))
     scripted, metadata = modelfile.load(path)
     scripted = scripted.to(F64)
     for name, atoms in structures().items():
