@@ -115,6 +115,7 @@ def main(argv=None) -> None:
     parser.add_argument("--frames", type=int, default=16, help="frames labelled per round")
     parser.add_argument("--minutes", type=float, default=3.0, help="fine-tuning minutes per round")
     parser.add_argument("--control", action="store_true", help="label nothing: the same training budget, no new data")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the learn rounds (exploration, splits)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # a program's choice: one thread, beside other work
     out = args.outdir
@@ -133,7 +134,8 @@ def main(argv=None) -> None:
               "structures": [str(out / "starts.extxyz")], "test": [str(out / "test.extxyz")], "method": "EMT",
               "rounds": args.rounds, "frames_per_round": args.frames, "max_epochs": 60, "max_minutes": args.minutes,
               "explore": {"temperatures_K": [300.0, 900.0], "steps": 300, "sample_every": 10, "relax": True}}
-    name = "learn-control" if args.control else "learn"
+    name = ("learn-control" if args.control else "learn") + (f"-seed{args.seed}" if args.seed else "")
+    config["seed"] = args.seed
     if args.control:
         config["min_uncertainty"] = 1e9
     records = learn(config, out / name)
