@@ -241,3 +241,12 @@ def test_md_max_uncertainty_saves_frames_or_stops(model_path, model_file, tmp_pa
         run_md(cu_cell(), model_file, outdir=tmp_path / "plain", **common)
     with pytest.raises(OptionError, match="engine ase"):
         run_md(cu_cell(), model_path, outdir=tmp_path / "mm", engine="openmm", ensemble="nvt-langevin", **common)
+
+
+def test_an_ensemble_task_without_the_ensemble_head_is_named():
+    from nnpcalc.errors import DataError
+    from nnpcalc.training.tasks import Task
+
+    out = {"energy": torch.zeros(1), "forces": torch.zeros(2, 3)}
+    with pytest.raises(DataError, match="energy_ensemble.*no such output"):
+        Task("energy_ensemble", metric="nll").loss(out, {"mask": {}})
