@@ -29,8 +29,17 @@ def _energy(calc, atoms: Atoms) -> float:
 
 
 def dimer_curve(calc, a: str, b: str, distances) -> np.ndarray:
-    """Energies (eV) of the isolated dimer ``a``–``b`` at ``distances`` (Å)."""
-    return np.array([_energy(calc, Atoms(a + b, [[0, 0, 0], [d, 0, 0]])) for d in distances])
+    """Energies (eV) of the isolated dimer ``a``–``b`` at ``distances`` (Å); NaN where the
+    calculator gives up (a reference SCF that does not converge)."""
+    from ase.calculators.calculator import CalculationFailed
+
+    out = []
+    for d in distances:
+        try:
+            out.append(_energy(calc, Atoms(a + b, [[0, 0, 0], [d, 0, 0]])))
+        except CalculationFailed:
+            out.append(np.nan)
+    return np.array(out)
 
 
 def bond_curve(calc, atoms: Atoms, i: int, j: int, scales) -> np.ndarray:
