@@ -12,7 +12,7 @@ artifact       what                                                   used when
 "torchscript"  the model file itself                                   otherwise, and as fallback
 =============  =====================================================  ==========================
 
-Building is explicit (``Model(..., artifact="compiled")``, ``nnp export --compile``): it takes
+Building is explicit (``nnp compile``, ``Model(..., artifact="compiled")``): it takes
 tens of seconds (exported) to minutes (compiled). Programs are cached under
 ``~/.cache/nnpcalc/artifacts`` (``NNPCALC_CACHE_DIR`` or ``root=`` moves it; nothing is written
 outside it), named by a hash of everything they depend on: the model file's SHA-256, nnpcalc's
@@ -225,7 +225,7 @@ def for_model(model_path: str | Path, dtype: torch.dtype, device="cpu", artifact
     except Exception as err:  # any failure: serve from the TorchScript file, and say why
         warnings.warn(
             f"nnpcalc: could not {step} the {kind} program of {Path(model_path).name} "
-            f"({str(dtype).replace('torch.', '')}, {path}): {type(err).__name__}: {err}. The TorchScript "
+            f"({dtype_name(dtype)}, {path}): {type(err).__name__}: {err}. The TorchScript "
             "file serves instead (same numbers; slower for small systems).", ArtifactWarning, stacklevel=3,
         )
         return None
