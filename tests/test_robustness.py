@@ -282,8 +282,11 @@ def test_random_structures_give_a_finite_consistent_answer_or_a_typed_error(calc
         return
     delta, moved = 1e-5, atoms.copy()
     moved.calc = calc64
-    moved.positions[0, component] += delta
-    up = moved.get_potential_energy()
-    moved.positions[0, component] -= 2 * delta
-    down = moved.get_potential_energy()
+    try:  # a displaced atom may cross the 0.1 Å overlap limit: a typed error is fine there too
+        moved.positions[0, component] += delta
+        up = moved.get_potential_energy()
+        moved.positions[0, component] -= 2 * delta
+        down = moved.get_potential_energy()
+    except NNPError:
+        return
     assert -(up - down) / (2 * delta) == pytest.approx(forces[0, component], abs=1e-5 + 1e-4 * abs(forces[0, component]))
