@@ -28,6 +28,7 @@ import re
 import numpy as np
 from ase.calculators.calculator import Calculator, all_changes
 
+from .charge import total_charge
 from .errors import DispersionError
 from .units import EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM
 
@@ -86,12 +87,14 @@ class DispersionCorrected(Calculator):
 
     def check_state(self, atoms, tol=1e-15):
         changes = super().check_state(atoms, tol)
-        if self.atoms is not None and atoms.info.get("charge", 0.0) != self.atoms.info.get("charge", 0.0):
+        if self.atoms is not None and total_charge(atoms) != total_charge(self.atoms):
             changes.append("charge")
         return changes
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        charge = total_charge(atoms if atoms is not None else self.atoms)  # before the copy drops atoms.charge
         super().calculate(atoms, properties, system_changes)
+        self.atoms.info["charge"] = charge  # the copy both calculators see carries it
         wanted = ["energy", "forces"] + (["stress"] if self.atoms.pbc.all() else [])
         model = self._results(self.model_calc, wanted)
         disp = self._results(self.dispersion, wanted)
