@@ -435,3 +435,29 @@ def test_openmm_system_refuses_a_nan_charge(model_file):
 def test_every_error_here_is_an_nnpcalc_error():
     for error in (DeviceError, InvalidChargeError, StressUnavailableError, UnknownOptionError, ModelFileError):
         assert issubclass(error, NNPError)
+
+
+@pytest.mark.slow  # imports torchmd-net and Warp: ~10 s
+def test_a_checkpoint_written_by_lightning_for_torchmdnet_needs_no_code(tmp_path):
+    """What torchmd-train's Lightning Trainer writes (LNNP, torchmd-net 3.1) holds only weights
+    and plain data: the weights-only reader takes it with no class allowed beyond torch's."""
+    pytest.importorskip("torchmdnet")
+    import importlib.util
+    import sys
+
+    import lightning
+    from torchmdnet.module import LNNP
+
+    from nnpcalc.training.export import export_any
+
+    spec = importlib.util.spec_from_file_location("tmd_import", __file__.replace("test_bad_inputs", "test_torchmdnet_import"))
+    tmd = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("tmd_import", tmd)
+    spec.loader.exec_module(tmd)
+    hparams = {**tmd.TRAIN_DEFAULTS, **tmd.SMALL, "model": "tensornet"}
+    trainer = lightning.Trainer(max_epochs=0, logger=False, enable_checkpointing=False, accelerator="cpu",
+                                enable_progress_bar=False, enable_model_summary=False)
+    trainer.strategy.connect(LNNP(hparams, mean=torch.tensor([-3.7]), std=torch.tensor([0.8])))
+    trainer.save_checkpoint(tmp_path / "lnnp.ckpt")
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(str(tmp_path / "lnnp.ckpt")) == []
+    assert modelfile.read_metadata(export_any(tmp_path / "lnnp.ckpt", tmp_path / "m.pt"))["backbone"] == "tensornet"
