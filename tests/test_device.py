@@ -190,3 +190,15 @@ def test_md_runs_on_cuda_and_resumes_on_the_device_given(tmp_path):
     more = CliRunner().invoke(main, ["md", "--resume", str(tmp_path / "r"), "--steps", "8", "--device", "cpu"])
     assert more.exit_code == 0, more.output
     assert json.loads((tmp_path / "r" / "run.json").read_text())["device"] == "cpu"
+
+
+@pytest.mark.skipif(CUDA, reason="CUDA is available here: the resume would run on it")
+def test_a_resume_runs_on_the_device_it_is_given(tmp_path, model_file):
+    """--device on a resume is applied (not silently dropped): cuda here is refused as no CUDA."""
+    from nnpcalc.errors import DeviceError
+    from nnpcalc.workflows.md import resume_md, run_md
+
+    run_md(molecule("H2O"), model_file, outdir=tmp_path / "r", steps=2)
+    with pytest.raises(DeviceError, match="sees no CUDA device"):
+        resume_md(tmp_path / "r", steps=4, device="cuda")
+    assert resume_md(tmp_path / "r", steps=4, device="cpu").steps == 4
