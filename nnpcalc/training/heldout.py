@@ -96,11 +96,28 @@ def _relaxed_energy(calc, atoms: Atoms, fmax: float = 1e-3) -> float:
     return float(atoms.get_potential_energy())
 
 
+def lattice_constant(calc, element: str) -> float:
+    """fcc lattice constant (Å) from an equation of state fitted over ±4 % of ASE's value."""
+    from ase.build import bulk
+    from ase.eos import EquationOfState
+
+    guess = bulk(element, "fcc").cell.cellpar()[0] * np.sqrt(2)
+    volumes, energies = [], []
+    for a in guess * np.linspace(0.96, 1.04, 9):
+        cell = bulk(element, "fcc", a=a)
+        cell.calc = calc
+        volumes.append(cell.get_volume())
+        energies.append(cell.get_potential_energy())
+    volume, _, _ = EquationOfState(volumes, energies).fit()
+    return float((4 * volume) ** (1 / 3))
+
+
 def metal_properties(calc, element: str) -> dict[str, float]:
-    """fcc(111) surface energy (J/m²), relaxed vacancy formation and cohesive energies (eV)."""
+    """Lattice constant (Å), fcc(111) surface energy (J/m², unrelaxed), relaxed vacancy formation
+    and cohesive energies (eV), all at the calculator's own lattice constant."""
     from ase.build import bulk, fcc111
 
-    unit = bulk(element, "fcc", cubic=True)
+    unit = bulk(element, "fcc", a=lattice_constant(calc, element), cubic=True)
     unit.calc = calc
     per_atom = unit.get_potential_energy() / len(unit)
     slab = fcc111(element, (1, 1, 6), a=unit.cell[0, 0], vacuum=8.0, periodic=True)
@@ -112,7 +129,7 @@ def metal_properties(calc, element: str) -> dict[str, float]:
     vacancy = _relaxed_energy(calc, cell) - len(cell) * per_atom
     atom = Atoms(element)
     atom.calc = calc
-    return {"surface_J_m2": float(surface), "vacancy_eV": float(vacancy),
+    return {"a0": float(unit.cell[0, 0]), "surface_J_m2": float(surface), "vacancy_eV": float(vacancy),
             "cohesive_eV": float(atom.get_potential_energy() - per_atom)}
 
 
