@@ -3,7 +3,8 @@
 | module | function | what |
 |---|---|---|
 | ``relax`` | :func:`nnpcalc.relax` | positions (and cell) of one or many structures, batched |
-| ``md`` | :func:`nnpcalc.run_md`, ``resume_md`` | MD with checkpoints that resume bit-for-bit |
+| ``md`` | :func:`nnpcalc.run_md`, ``resume_md`` | MD with checkpoints that resume bit-for-bit (ASE or OpenMM engine) |
+| ``md_settings`` | ``MDSettings`` | the one settings object and ensemble table of both MD engines |
 | ``phonons`` | :func:`nnpcalc.phonons` | phonopy force constants, bands, DOS, thermal properties |
 | ``evaluate`` | ``evaluate`` | MAE/RMSE against labelled data, parity plot |
 | ``check`` | ``check`` | the physics self-check of a model (``nnpcalc.testing``) |

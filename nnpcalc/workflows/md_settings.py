@@ -80,7 +80,8 @@ class MDSettings:
     #: T above this × max(temperature_K, 100 K) stops the run as exploded
     max_temperature_factor: float = 10.0
     #: two atoms closer than this × the sum of their covalent radii stop the run as fused (0: no check);
-    #: bonds sit near 1 × the sum (ethanol at 300 K on the default model: never below 0.93), fused water 0.05
+    #: bonds sit near 1 × the sum (default model, 0.3 ps Langevin: ethanol ≥ 0.93 at 300 K, ≥ 0.90 at 1000 K;
+    #: water ≥ 0.95 at 300 K); fused water reaches 0.05
     fused_distance_factor: float = 0.5
     #: eV/Å: the largest per-atom forces_uncertainty allowed, checked every trajectory_interval steps (models
     #: with an ensemble energy head, docs/uncertainty.md); 0: not watched, as a check costs K - 1 backward passes
