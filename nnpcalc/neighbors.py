@@ -71,18 +71,25 @@ def _with_vesin(vesin, positions, cell, pbc, batch, cutoff):
 
 
 #: vesin-torch 0.6 bins open axes by the atoms' extent: beyond ~1e5 cutoffs it dies with SIGFPE
-#: (or hangs), so such sparse structures use the in-file cell list, which caps its bin count
+#: (or hangs), so such sparse structures use the in-file cell list, which caps its bin count.
 VESIN_MAX_EXTENT = 1_000.0
+#: With a periodic axis beside open ones (slabs, wires) it degrades far sooner: 4 atoms over 300 Å
+#: took 1.9 s, over 1 000 Å it hung (found by tests/test_robustness.py's random structures), while
+#: the in-file list takes ~30 ms. Real slabs and wires span a few tens of Å along their open axes.
+VESIN_MAX_EXTENT_MIXED = 25.0
 
 
 def _too_sparse_for_vesin(points, periodic, cutoff: float) -> bool:
-    """Whether the atoms span more than :data:`VESIN_MAX_EXTENT` cutoffs along an open axis."""
+    """Whether the atoms span more than vesin handles well along an open axis (in cutoffs)."""
     if points.shape[0] == 0:
         return False
     if points.device.type == "cpu":  # numpy on a few atoms: ~1 µs per op where torch's cost ~10 µs
-        open_axes = ~periodic.numpy()
-        return bool(open_axes.any()) and bool((np.ptp(points.numpy()[:, open_axes], axis=0) > VESIN_MAX_EXTENT * cutoff).any())
+        flags = periodic.numpy()
+        open_axes = ~flags
+        limit = (VESIN_MAX_EXTENT_MIXED if flags.any() else VESIN_MAX_EXTENT) * cutoff
+        return bool(open_axes.any()) and bool((np.ptp(points.numpy()[:, open_axes], axis=0) > limit).any())
     if bool(periodic.all()):
         return False
+    limit = (VESIN_MAX_EXTENT_MIXED if bool(periodic.any()) else VESIN_MAX_EXTENT) * cutoff
     extent = points.max(dim=0).values - points.min(dim=0).values
-    return bool((extent[~periodic] > VESIN_MAX_EXTENT * cutoff).any())
+    return bool((extent[~periodic] > limit).any())
