@@ -50,14 +50,15 @@ def run_md(structure, model: str | Path | Model | None = None, *, outdir: str | 
     ``engine`` ("ase" or "openmm"), ``ensemble`` (nve, nvt-langevin, nvt-nose-hoover, nvt-bussi,
     npt), ``temperature_K``, ``pressure_GPa``, ``timestep_fs``, ``seed``, ``trajectory`` (file
     name), the intervals, thermostat/barostat times, ``dtype``, ``device``. Give ``steps`` or
-    ``time_ps``. Starting velocities: the structure's own momenta if it has any, else
+    ``time_ps`` (default: the ``settings``' steps, else 1000). Starting velocities: the structure's own momenta if it has any, else
     Maxwell-Boltzmann at ``temperature_K`` from ``seed``. An existing run in ``outdir`` is
     refused unless ``overwrite``.
     """
     atoms = io.to_atoms(structure)
-    base = (settings or MDSettings()).as_dict()
-    settings = make_settings(**{**base, **options})
-    settings.steps = step_count(steps, time_ps, settings.timestep_fs)
+    given = settings is not None
+    settings = make_settings(**{**(settings or MDSettings()).as_dict(), **options})
+    if steps is not None or time_ps is not None or not given:  # else: the steps of the settings given
+        settings.steps = step_count(steps, time_ps, settings.timestep_fs)
     settings.validate()
     outdir = Path(outdir)
     rd.check_new_rundir(outdir, overwrite)  # before the model loads
