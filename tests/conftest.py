@@ -27,6 +27,17 @@ def make_model(path, backbone="tensornet", heads=("energy", "charges", "dipole")
     return path, potential, arch
 
 
+@pytest.fixture(autouse=True)
+def _program_thread_policy():
+    """`nnp`'s entry point, run in-process by CLI tests, sets the program's thread policy for the
+    rest of the process (as a program should); each test starts from the library default."""
+    from nnpcalc import threads
+
+    before = threads.program_policy()
+    yield
+    threads.set_program_policy(before)
+
+
 @pytest.fixture(scope="session")
 def model_file(tmp_path_factory):
     return make_model(tmp_path_factory.mktemp("models") / "tiny.pt")[0]
