@@ -17,6 +17,8 @@ from ase.collections import g2
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import thermalize_momenta
 
+from .sampling import water_cluster  # the one cluster builder (same atoms as before, same seeds)
+
 HCNO = {"H", "C", "N", "O"}
 
 
@@ -84,23 +86,6 @@ def md_frames(atoms: Atoms, calc, frames: int, every: int, temperature_K: float,
         dyn.run(every)
         out.append(atoms.copy())
     return out
-
-
-def water_cluster(n: int, seed: int) -> Atoms:
-    rng = np.random.default_rng(seed)
-    waters, centres = [], []
-    while len(waters) < n:
-        centre = rng.uniform(0, 2.6 * n ** (1 / 3), 3)
-        if all(np.linalg.norm(centre - c) > 2.7 for c in centres):
-            w = molecule("H2O")
-            w.rotate(rng.uniform(0, 360), rng.normal(size=3))
-            w.translate(centre)
-            waters.append(w)
-            centres.append(centre)
-    cluster = waters[0]
-    for w in waters[1:]:
-        cluster += w
-    return cluster
 
 
 def water_box_dataset(seed: int = 0, frames: int = 40, n: int = 2) -> list[Atoms]:
