@@ -241,3 +241,12 @@ def test_periodic_water_box_labels_have_stress():
     frames = reference.water_box_dataset(seed=0, frames=1, n=1)
     assert frames[0].info["ref_stress"].shape == (3, 3) and frames[0].pbc.all()
     assert frames[0].arrays["ref_charges"].sum() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_card_cost_line_for_a_checkpoint_of_an_unfinished_run():
+    from nnpcalc.training.card import cost_line
+
+    unfinished = {"epochs": None, "seconds": None, "machine": "x86_64", "threads": 1, "torch": "2.13.0"}
+    assert "unfinished run" in cost_line(unfinished)
+    done = dict(unfinished, epochs=12, seconds=90.0)
+    assert cost_line(done).startswith("12 epochs in 1.5 min on x86_64, 1 torch threads")

@@ -61,6 +61,15 @@ def electrostatics_line(meta: dict) -> str:
             f"predicted charges (docs/electrostatics.md); charges trained by {taught}")
 
 
+def cost_line(training: dict) -> str:
+    """The card's cost sentence; a checkpoint exported mid-run has no epoch count or time yet."""
+    if training.get("epochs") is None or training.get("seconds") is None:
+        return (f"Exported from a checkpoint of an unfinished run (no epoch count or time recorded), "
+                f"torch {training.get('torch')}.")
+    return (f"{training['epochs']} epochs in {training['seconds'] / 60:.1f} min on {training['machine']}, "
+            f"{training['threads']} torch threads, torch {training['torch']}.")
+
+
 def write_card(model_path: str | Path, summary: str) -> Path:
     """Write ``NAME.md`` beside the model file from its metadata; ``summary`` opens the card."""
     model_path = Path(model_path)
@@ -88,7 +97,7 @@ def write_card(model_path: str | Path, summary: str) -> Path:
 {metrics_table(prov.get('test_metrics', {})) if prov.get('test_metrics') else 'No test split.'}
 {uncertainty_section(prov)}
 ## Cost
-{training['epochs']} epochs in {training['seconds'] / 60:.1f} min on {training['machine']}, {training['threads']} torch threads, torch {training['torch']}.
+{cost_line(training)}
 
 ## Reproduce
 ```bash
