@@ -13,24 +13,11 @@ import openmm.app as app  # noqa: E402
 import openmm.unit as unit  # noqa: E402
 
 from nnpcalc import NNPCalculator, systems  # noqa: E402
+from nnpcalc.openmm.topology import water_topology  # noqa: E402
 from nnpcalc.units import COULOMB_EV_ANGSTROM, EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM  # noqa: E402
 
 ML = [0, 1, 2]
 TIP3P = {8: -0.834, 1: 0.417}
-
-
-def topology_of(atoms, periodic):
-    topology = app.Topology()
-    chain = topology.addChain()
-    oxygen, hydrogen = app.Element.getBySymbol("O"), app.Element.getBySymbol("H")
-    for _ in range(len(atoms) // 3):
-        residue = topology.addResidue("HOH", chain)
-        o = topology.addAtom("O", oxygen, residue)
-        for name in ("H1", "H2"):
-            topology.addBond(o, topology.addAtom(name, hydrogen, residue))
-    if periodic:
-        topology.setPeriodicBoxVectors(atoms.cell.array / NM_TO_ANGSTROM * unit.nanometer)
-    return topology
 
 
 def mixed_system(model_file, atoms, periodic):
@@ -39,7 +26,7 @@ def mixed_system(model_file, atoms, periodic):
     from nnpcalc.openmm.plugin import NNPCalcPotentialImplFactory
 
     MLPotential.registerImplFactory("nnpcalc", NNPCalcPotentialImplFactory())
-    topology = topology_of(atoms, periodic)
+    topology = water_topology(atoms, periodic)
     method = dict(nonbondedMethod=app.PME, nonbondedCutoff=0.3 * unit.nanometer) if periodic else dict(
         nonbondedMethod=app.NoCutoff)
     mm = app.ForceField("tip3p.xml").createSystem(topology, rigidWater=False, **method)
@@ -89,7 +76,7 @@ def test_embedding_energy_is_the_model_plus_coulomb_with_mm_charges(model_file):
     assert energy_kj(context, {1}) == pytest.approx((energy + coupling) * EV_TO_KJ_PER_MOL, rel=1e-9)
     # the rest: the MM waters alone, plus O(ML)–O(MM) Lennard-Jones (TIP3P hydrogens have none)
     rest = atoms[3:]
-    alone = app.ForceField("tip3p.xml").createSystem(topology_of(rest, False), nonbondedMethod=app.NoCutoff,
+    alone = app.ForceField("tip3p.xml").createSystem(water_topology(rest, False), nonbondedMethod=app.NoCutoff,
                                                      rigidWater=False)
     nonbonded = next(f for f in mm.getForces() if isinstance(f, openmm.NonbondedForce))
     _, sigma, epsilon = nonbonded.getParticleParameters(0)  # the oxygen's
@@ -162,7 +149,7 @@ def test_embedding_refuses_cut_bonds_and_interpolation(model_file):
     from nnpcalc.errors import EngineSetupError
 
     atoms = droplet()
-    topology = topology_of(atoms, False)
+    topology = water_topology(atoms, False)
     mm = app.ForceField("tip3p.xml").createSystem(topology, nonbondedMethod=app.NoCutoff, rigidWater=False)
     mixed_system(model_file, atoms, periodic=False)  # registers the plugin
     potential = MLPotential("nnpcalc", model=str(model_file), dtype="float64")

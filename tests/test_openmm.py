@@ -18,6 +18,7 @@ from ase.build import molecule  # noqa: E402
 from nnpcalc import NNPCalculator, modelfile, systems  # noqa: E402
 from nnpcalc.errors import InvalidStructureError, ModelFileError, RunDirectoryError, UnknownElementError  # noqa: E402
 from nnpcalc.openmm import create_force, create_system, from_atoms, run_openmm_md, save_torchforce_module  # noqa: E402
+from nnpcalc.openmm.topology import water_topology  # noqa: E402
 from nnpcalc.testing import TOLERANCES  # noqa: E402
 from nnpcalc.units import EV_TO_KJ_PER_MOL, NM_TO_ANGSTROM  # noqa: E402
 
@@ -231,19 +232,6 @@ def test_openmmml_mixed_system(model_file):
     assert np.isfinite(openmm_results(mixed, atoms.positions / NM_TO_ANGSTROM * unit.nanometer)[0])
 
 
-def water_topology(atoms):
-    topology = app.Topology()
-    chain = topology.addChain()
-    oxygen, hydrogen = app.Element.getBySymbol("O"), app.Element.getBySymbol("H")
-    for _ in range(len(atoms) // 3):
-        residue = topology.addResidue("HOH", chain)
-        o = topology.addAtom("O", oxygen, residue)
-        for name in ("H1", "H2"):
-            topology.addBond(o, topology.addAtom(name, hydrogen, residue))
-    topology.setPeriodicBoxVectors(atoms.cell.array / NM_TO_ANGSTROM * unit.nanometer)
-    return topology
-
-
 OPENMMML_DISCOVERY = """
 import json, sys
 import openmmml
@@ -360,3 +348,13 @@ def test_missing_openmm_names_the_extra():
             "try:\n    nnpcalc.openmm.create_force\nexcept ImportError as err:\n    print(err)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "pip install 'nnpcalc[openmm]'" in done.stdout
+
+
+def test_water_topology_bonds_each_water_and_refuses_other_orders():
+    atoms = water_box(n=2)
+    topology = water_topology(atoms)
+    assert topology.getNumResidues() == len(atoms) // 3 and topology.getNumBonds() == 2 * len(atoms) // 3
+    assert topology.getPeriodicBoxVectors() is not None
+    assert water_topology(atoms, periodic=False).getPeriodicBoxVectors() is None
+    with pytest.raises(InvalidStructureError, match="O, H, H order"):
+        water_topology(molecule("CH3OH"))

@@ -38,6 +38,26 @@ def from_atoms(atoms: Atoms) -> tuple[app.Topology, unit.Quantity, np.ndarray]:
     return topology, positions * unit.nanometer, rotation
 
 
+def water_topology(atoms: Atoms, periodic: bool | None = None) -> app.Topology:
+    """A topology of waters (atoms in O, H, H order, one HOH residue each, with O–H bonds), as water
+    force fields expect for ML/MM; ``periodic`` (default: every axis of ``atoms`` periodic) sets the
+    box from ``atoms.cell``, which must already be in OpenMM's reduced form (a cubic
+    :func:`nnpcalc.systems.water_box` is)."""
+    if len(atoms) % 3 or any(atoms.get_chemical_symbols()[k:k + 3] != ["O", "H", "H"] for k in range(0, len(atoms), 3)):
+        raise InvalidStructureError("water_topology needs waters in O, H, H order; use from_atoms for other structures")
+    topology = app.Topology()
+    chain = topology.addChain()
+    oxygen, hydrogen = app.Element.getBySymbol("O"), app.Element.getBySymbol("H")
+    for _ in range(len(atoms) // 3):
+        residue = topology.addResidue("HOH", chain)
+        o = topology.addAtom("O", oxygen, residue)
+        for name in ("H1", "H2"):
+            topology.addBond(o, topology.addAtom(name, hydrogen, residue))
+    if bool(atoms.pbc.all()) if periodic is None else periodic:
+        topology.setPeriodicBoxVectors(atoms.cell.array / NM_TO_ANGSTROM * unit.nanometer)
+    return topology
+
+
 def _periodic(atoms: Atoms) -> bool:
     if atoms.pbc.all():
         return True
