@@ -128,3 +128,47 @@ def test_calculate_batch_equals_one_by_one(model_file):
     mixed[0].calc, mixed[1].calc = NNPCalculator(model), NNPCalculator(model_file)
     with pytest.raises(ValueError, match="sharing one Model"):
         calculate_batch(mixed)
+
+
+def _spy_on_compute(calc):
+    asked = []
+    compute = calc.model.compute
+
+    def spy(*args, **kwargs):
+        asked.append(kwargs.get("stress", True))
+        return compute(*args, **kwargs)
+
+    calc.model.compute = spy
+    return asked
+
+
+def test_stress_only_when_asked_and_consistent_later(model_file):
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
+    atoms.rattle(0.05, seed=1)
+    fresh = atoms.copy()
+    fresh.calc = NNPCalculator(model_file, dtype="float64")
+    stress = fresh.get_stress()
+    atoms.calc = NNPCalculator(model_file, dtype="float64")
+    asked = _spy_on_compute(atoms.calc)
+    forces = atoms.get_forces().copy()
+    energy = atoms.get_potential_energy()
+    assert asked == [False] and "stress" not in atoms.calc.results
+    np.testing.assert_allclose(atoms.get_stress(), stress, rtol=0, atol=1e-12)
+    assert asked == [False, True]
+    np.testing.assert_array_equal(atoms.get_forces(), forces)  # kept exactly as first given
+    assert atoms.get_potential_energy() == energy
+    np.testing.assert_allclose(forces, fresh.get_forces(), rtol=0, atol=1e-12)
+    assert energy == pytest.approx(fresh.get_potential_energy(), rel=0, abs=1e-12)
+    assert np.abs(stress).max() > 1e-6  # a stress worth comparing
+
+
+def test_velocity_verlet_never_asks_stress(model_file):
+    from ase import units
+    from ase.md.verlet import VelocityVerlet
+
+    atoms = bulk("Cu", "fcc", a=3.6, cubic=True).repeat(2)
+    atoms.rattle(0.05, seed=2)
+    atoms.calc = NNPCalculator(model_file)
+    asked = _spy_on_compute(atoms.calc)
+    VelocityVerlet(atoms, timestep=1.0 * units.fs).run(3)
+    assert len(asked) == 4 and not any(asked)  # one call per geometry, none with stress
