@@ -40,9 +40,7 @@ class NNPCalculator(Calculator):
     or ``atoms.charge`` as pymatgen's adaptor sets it (default 0); changing it triggers a new
     calculation. Stress exists for periodic structures whose cell has a volume; asking it of any
     other raises :class:`~nnpcalc.errors.StressUnavailableError` (an ASE
-    ``PropertyNotImplementedError``). Stress is computed only when asked (``get_stress``, or
-    ``"stress"`` in ``properties``): dynamics that asks energy and forces skips the strain
-    derivative; asking stress later for the same structure adds it and keeps energy and forces.
+    ``PropertyNotImplementedError``).
 
     One calculator may be shared by threads (each call holds a lock: calls run one at a time)
     and pickled (the model is reloaded from its path, with its dtype and device).
@@ -96,8 +94,8 @@ class NNPCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         charge = _total_charge(atoms if atoms is not None else self.atoms)  # before the copy drops atoms.charge
         super().calculate(atoms, properties, system_changes)
-        stress = "stress" in properties  # dynamics asks energy and forces only: no strain derivative then
-        if stress and not has_volume(self.atoms):
+        stress = has_volume(self.atoms)
+        if "stress" in properties and not stress:
             raise StressUnavailableError(
                 f"{name(self.atoms)}: no stress without a cell volume (pbc={self.atoms.pbc.tolist()}, cell volume "
                 f"{abs(self.atoms.cell.volume):.3g} Å³). Ask for energy and forces only, or give the structure "
@@ -105,9 +103,7 @@ class NNPCalculator(Calculator):
             )
         uncertainty = self.uncertainty or "forces_uncertainty" in properties
         (out,) = self.model.compute([self.atoms], [charge], self.fidelity, stress=stress, uncertainty=uncertainty)
-        given = {} if system_changes else dict(self.results)  # same structure: ASE asks only what is missing
         self.store(self.atoms, out, charge)
-        self.results.update(given)  # what was already given stays exactly as given
 
     def store(self, atoms, out: dict[str, np.ndarray], charge: float | None = None) -> None:
         """Record model outputs ``out`` (from ``Model.compute``) as this calculator's results for ``atoms``."""
