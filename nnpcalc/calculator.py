@@ -94,6 +94,8 @@ class NNPCalculator(Calculator):
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         charge = _total_charge(atoms if atoms is not None else self.atoms)  # before the copy drops atoms.charge
         super().calculate(atoms, properties, system_changes)
+        # stress comes with every call on a cell with a volume: it costs ~2 % of a force call (Cu 256),
+        # while asking for it later (nnp md's pressure column) would cost a whole second call
         stress = has_volume(self.atoms)
         if "stress" in properties and not stress:
             raise StressUnavailableError(
