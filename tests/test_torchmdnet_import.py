@@ -45,10 +45,16 @@ SMALL = {
     "prior_model": "Atomref", "prior_args": [{"max_z": 10, "trainable": False, "enable": True}],
     "standardize": True,
 }
+#: torchmd-net's ZBL prior in eV and Å (what a dataset's atomic_number/distance/energy_scale give)
+ZBL_ARGS = {"cutoff_distance": 3.0, "max_num_neighbors": 64, "atomic_number": list(range(10)),
+            "distance_scale": 1e-10, "energy_scale": 1.602176634e-19}
 CASES = {
     "tensornet": {"model": "tensornet"},
     "et": {"model": "equivariant-transformer", "neighbor_embedding": True, "trainable_rbf": True},
     # no prior, no standardisation, averaged energies, SO(3), the total charge as an input
+    # Atomref then ZBL (a molecule-wise prior, added after the mean)
+    "et-zbl": {"model": "equivariant-transformer", "prior_model": ["Atomref", "ZBL"],
+               "prior_args": [{"max_z": 10, "trainable": False, "enable": True}, ZBL_ARGS]},
     "tensornet-mean-charge": {"model": "tensornet", "prior_model": None, "prior_args": [], "standardize": False,
                               "reduce_op": "mean", "equivariance_invariance_group": "SO(3)", "charge": True},
 }
@@ -152,7 +158,10 @@ def test_old_tensornet_layout_is_remixed_like_upstream(tmp_path):
 @pytest.mark.parametrize("change,match", [
     ({"model": "graph-network"}, "tensornet, equivariant-transformer"),
     ({"model": "tensornet", "output_model": "DipoleMoment"}, "output model 'DipoleMoment'"),
-    ({"model": "tensornet", "prior_model": ["Atomref", "ZBL"]}, r"prior model\(s\) \['ZBL'\]"),
+    ({"model": "tensornet", "prior_model": ["Atomref", "D2"]}, r"prior model\(s\) \['D2'\]"),
+    ({"model": "tensornet", "prior_model": ["Coulomb"]}, r"prior model\(s\) \['Coulomb'\]"),
+    ({"model": "tensornet", "prior_model": "ZBL", "prior_args": {**ZBL_ARGS, "cutoff_distance": 9.0}},
+     "exceeds the model's cutoff_upper"),
 ])
 def test_unsupported_checkpoints_are_refused(tmp_path, change, match):
     torch.save({"hyper_parameters": {**TRAIN_DEFAULTS, **change}, "state_dict": {}}, tmp_path / "x.ckpt")

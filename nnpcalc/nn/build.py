@@ -22,6 +22,7 @@ from ase.data import atomic_numbers
 from . import heads as H
 from .potential import Potential
 from .priors import ZBLRepulsion
+from .torchmd_priors import TorchMDZBL
 from .radial import DEFAULT_CUTOFF
 from .uncertainty import EnsembleEnergyHead
 
@@ -120,6 +121,9 @@ HEAD_KINDS: dict[str, HeadKind] = {
     "torchmd_equivariant_scalar": HeadKind(_torchmd(H.TorchMDEquivariantScalarHead, with_layers=False)),
     # screened nuclear repulsion added to the energy head's energies (nn/priors.py)
     "zbl": HeadKind(lambda s, g: ZBLRepulsion(g.max_z, float(s.get("radius_factor", 1.0))), requires=("energy",)),
+    # torchmd-net's ZBL prior, ported for imported checkpoints (nn/torchmd_priors.py)
+    "torchmd_zbl": HeadKind(lambda s, g: TorchMDZBL(
+        s["cutoff_distance"], s["distance_scale"], s["energy_scale"], int(s["num_types"]))),
 }
 
 

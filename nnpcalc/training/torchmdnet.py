@@ -2,7 +2,9 @@
 
 Supported: the representation models ``tensornet`` and ``equivariant-transformer`` with
 output model ``Scalar`` (upstream gives ET its ``EquivariantScalar``), ``reduce_op``
-add/sum/mean, standardisation (the ``std``/``mean`` buffers) and ``Atomref`` priors. The
+add/sum/mean, standardisation (the ``std``/``mean`` buffers), ``Atomref`` priors and the
+``ZBL`` prior (a ``torchmd_zbl`` head after the energy head; ``D2`` and ``Coulomb`` are
+refused by name). The
 exported file computes upstream's ``TorchMD_Net.forward`` energy: the backbone is nnpcalc's
 port with upstream's parameter names, the head (``torchmd_scalar`` or
 ``torchmd_equivariant_scalar``) is upstream's output model plus std, mean and atomref.
@@ -33,6 +35,8 @@ from ..nn.build import Architecture, build_potential, export
 #: torchmd-net ``model`` → nnpcalc backbone
 MODELS = {"tensornet": "tensornet", "equivariant-transformer": "et"}
 #: the elements served when neither ``elements=`` nor an Atomref prior says otherwise
+#: prior names read as per-element reference energies
+ATOMREFS = ("Atomref", "LearnableAtomref")
 DEFAULT_ELEMENTS = ["H", "C", "N", "O", "F", "P", "S", "Cl", "Br", "I"]
 #: torchmd-net renamed these output-network keys (torchmd-net PR 314); ``load_model`` maps them
 _LEGACY_KEYS = [
@@ -94,10 +98,24 @@ def _check_supported(hparams: dict) -> None:
         raise ModelFileError(
             f"torchmd-net atom_filter={hparams['atom_filter']} cannot be exported; retrain without it"
         )
-    other = [name for name, _ in priors(hparams) if name not in ("Atomref", "LearnableAtomref")]
+    other = [name for name, _ in priors(hparams) if name not in ATOMREFS + ("ZBL",)]
     if other:
         raise ModelFileError(
-            f"torchmd-net prior model(s) {other} cannot be exported; nnpcalc serves Atomref priors only"
+            f"torchmd-net prior model(s) {other} cannot be exported; nnpcalc serves Atomref and ZBL priors"
+        )
+    for name, args in priors(hparams):
+        if name == "ZBL":
+            _check_zbl(args, hparams)
+
+
+def _check_zbl(args: dict, hparams: dict) -> None:
+    missing = [k for k in ("cutoff_distance", "distance_scale", "energy_scale", "atomic_number") if k not in args]
+    if missing:
+        raise ModelFileError(f"torchmd-net ZBL prior_args lack {missing}; they are stored by torchmd-train")
+    if float(args["cutoff_distance"]) > float(hparams["cutoff_upper"]):
+        raise ModelFileError(
+            f"torchmd-net ZBL cutoff_distance {args['cutoff_distance']} exceeds the model's cutoff_upper "
+            f"{hparams['cutoff_upper']}; nnpcalc's graph stops there"
         )
 
 
@@ -151,8 +169,17 @@ def architecture_from_hparams(hparams: dict, elements: list[str] | None = None) 
     }
     return Architecture(
         elements=_check_elements(list(elements), max_z), backbone=MODELS[hparams["model"]],
-        backbone_kwargs=_backbone_kwargs(hparams), heads=[head], fidelities=["default"],
+        backbone_kwargs=_backbone_kwargs(hparams), heads=[head] + _prior_heads(hparams), fidelities=["default"],
     )
+
+
+def _prior_heads(hparams: dict) -> list[dict]:
+    """Head specs of the molecule-wise priors (ZBL), in upstream's order."""
+    return [
+        {"kind": "torchmd_zbl", "cutoff_distance": float(a["cutoff_distance"]), "num_types": len(a["atomic_number"]),
+         "distance_scale": float(a["distance_scale"]), "energy_scale": float(a["energy_scale"])}
+        for name, a in priors(hparams) if name == "ZBL"
+    ]
 
 
 def _remix(weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -184,8 +211,8 @@ def state_dict_from_checkpoint(checkpoint) -> dict[str, torch.Tensor]:
 def _atomrefs(hparams: dict, state: dict, enabled_only: bool) -> list[torch.Tensor]:
     """The Atomref priors' tables [K] (enabled ones, or all)."""
     tables = []
-    for i, (_, args) in enumerate(priors(hparams)):
-        if args.get("enable", True) or not enabled_only:
+    for i, (name, args) in enumerate(priors(hparams)):
+        if name in ATOMREFS and (args.get("enable", True) or not enabled_only):
             tables.append(state[f"prior_model.{i}.atomref.weight"].reshape(-1).to(torch.float64))
     return tables
 
@@ -239,6 +266,9 @@ def potential_state(potential, hparams: dict, state: dict) -> dict[str, torch.Te
         width = min(len(table), atomref.shape[1])
         atomref[0, :width] += table[:width]
     ours |= renamed
+    zbl = [i for i, (name, _) in enumerate(priors(hparams)) if name == "ZBL"]
+    for head, i in enumerate(zbl, start=1):
+        ours[f"heads.{head}.atomic_number"] = state[f"prior_model.{i}.atomic_number"]
     ours["heads.0.atomref"] = atomref
     ours["heads.0.scale"] = _scalar(state.get("std", torch.ones(())), "std")
     ours["heads.0.mean"] = _scalar(state.get("mean", torch.zeros(())), "mean")
