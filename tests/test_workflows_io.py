@@ -49,6 +49,21 @@ def test_pymatgen_structures_round_trip():
     assert type(io.to_pymatgen(molecule("H2O"))).__name__ == "Molecule"
 
 
+
+@pytest.mark.parametrize("charge, periodic", [(1.0, False), (-2.0, False), (0.5, False), (-1.0, True), (0.0, False)])
+def test_pymatgen_conversion_carries_the_total_charge(charge, periodic):
+    """H2O+ has an odd electron count (pymatgen's default multiplicity 1 refused it, so the charge was dropped)."""
+    pytest.importorskip("pymatgen")
+    atoms = bulk("NaCl", "rocksalt", a=5.6) if periodic else molecule("H2O")
+    atoms.info["charge"] = charge
+    converted = io.to_pymatgen(atoms)
+    assert converted.charge == charge
+    if not periodic:
+        electrons = 10 - charge
+        assert converted.spin_multiplicity == (1 if electrons % 2 == 0 else 2)
+    back = io.to_atoms(converted)
+    assert back.info.get("charge", 0.0) == charge and np.allclose(back.positions, atoms.positions)
+
 def test_frame_writer_appends_flushed_frames_with_results(tmp_path):
     from ase.calculators.singlepoint import SinglePointCalculator
 

@@ -73,6 +73,8 @@ def to_atoms(structure) -> Atoms:
         adaptor = optional("pymatgen.io.ase").AseAtomsAdaptor
         atoms = adaptor.get_atoms(structure)
         atoms.calc = None
+        if getattr(structure, "charge", None) and "charge" not in atoms.__dict__:  # a Structure's: not copied
+            atoms.info["charge"] = float(structure.charge)
     else:
         raise TypeError(f"expected ase.Atoms or a pymatgen Structure/Molecule, got {type(structure).__name__}")
     charge = total_charge(structure if isinstance(structure, Atoms) else atoms)
@@ -84,10 +86,20 @@ def to_atoms(structure) -> Atoms:
 
 
 def to_pymatgen(atoms: Atoms):
-    """A pymatgen Structure (periodic) or Molecule (no periodic axis) of ``atoms``."""
-    adaptor = optional("pymatgen.io.ase").AseAtomsAdaptor
-    plain = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
-    return adaptor.get_structure(plain) if atoms.pbc.any() else adaptor.get_molecule(plain)
+    """A pymatgen Structure (periodic) or Molecule (no periodic axis) of ``atoms``, with its total charge.
+
+    The charge (:func:`nnpcalc.charge.total_charge`) becomes ``Structure.charge`` or ``Molecule.charge``;
+    a Molecule gets the lowest spin multiplicity its electron count allows (1 even, 2 odd: pymatgen's
+    choice when none is given), and a fractional charge skips pymatgen's charge/spin parity check,
+    which only whole electron counts can pass.
+    """
+    core = optional("pymatgen.core")
+    charge = total_charge(atoms)
+    species = atoms.get_chemical_symbols()
+    if atoms.pbc.any():
+        lattice = core.Lattice(atoms.cell.array, pbc=tuple(bool(p) for p in atoms.pbc))
+        return core.Structure(lattice, species, atoms.positions, charge=charge or None, coords_are_cartesian=True)
+    return core.Molecule(species, atoms.positions, charge=charge, charge_spin_check=float(charge).is_integer())
 
 
 def is_pymatgen(structure) -> bool:
