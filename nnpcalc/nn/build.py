@@ -31,6 +31,8 @@ BACKBONES = {
     "tensornet": "nnpcalc.nn.tensornet:TensorNet",
     "et": "nnpcalc.nn.et:EquivariantTransformer",
     "graph-network": "nnpcalc.nn.graph_network:GraphNetwork",
+    # not rotation-equivariant: train it with trainer.augment_rotations (nnpcalc.equivariance measures it)
+    "cartesian-mpnn": "nnpcalc.nn.cartesian_mpnn:CartesianMPNN",
 }
 
 

@@ -51,6 +51,10 @@ class PotentialModule(pl.LightningModule):
         )
 
     def training_step(self, batch, index):
+        if self.optim.get("augment_rotations"):  # inputs and labels turned by a random O(3) element per structure
+            from .augment import random_orthogonal, rotate_batch
+
+            batch = rotate_batch(batch, random_orthogonal(batch["cell"].shape[0]))
         loss, terms = total_loss(self.tasks, self(batch), batch)
         size = len(batch["natoms"])
         self.log("train_loss", loss, batch_size=size, prog_bar=True)

@@ -29,6 +29,7 @@ TRAINER_DEFAULTS = {
     "max_epochs": 100, "max_minutes": None, "batch_size": 16, "lr": 1e-3, "weight_decay": 0.0,
     "lr_factor": 0.5, "lr_patience": 5, "clip_grad": 10.0, "patience": 20, "dtype": "float32",
     "devices": 1, "num_nodes": 1, "strategy": "auto", "accelerator": "cpu", "progress": True,
+    "augment_rotations": False,  # rotate (and reflect) every training structure at random (training/augment.py)
 }
 TOP_LEVEL = {"name", "seed", "data", "architecture", "tasks", "trainer", "run_dir", "output", "summary", "init_from"}
 
