@@ -1,39 +1,82 @@
-"""Relax a molecular crystal, positions and cell, with ASE's FrechetCellFilter through nnpcalc.relax.
+"""Relax a crystal, positions and cell, with ASE's FrechetCellFilter through nnpcalc.relax, and check it.
 
-Dry ice (solid CO2, Pa-3, 12 atoms) on the shipped default model (H, C, N, O):
+Copper with a vacancy (2×2×2 fcc cells, 31 atoms), started strained by 3 %, sheared and rattled,
+on the shipped `metals-emt` model (fcc metals fitted to ASE's EMT). The same start is relaxed
+with EMT itself, the model's reference method, and the example asserts that the two agree:
+volume per atom within 2 %, the cell cubic again, the atoms on the same sites.
 
-    .venv/bin/python examples/relax_crystal.py [--model MODEL]
+    .venv/bin/python examples/relax_crystal.py [--model MODEL_WITH_CU]
 
-The same from the command line: `nnp relax co2.cif --cell -o co2-relaxed.cif`.
+The same from the command line: `nnp relax cu-vacancy.cif --cell -m metals-emt -o relaxed.cif`.
 """
 
 import argparse
 
+import numpy as np
 from ase import Atoms
-from ase.spacegroup import crystal
+from ase.build import bulk
+from ase.calculators.emt import EMT
+from ase.filters import FrechetCellFilter
+from ase.optimize import FIRE
 
 import nnpcalc
 
+#: how far the model's relaxed cell may be from EMT's (metals-emt: a₀ within 0.3 % of EMT's for Cu)
+VOLUME_TOLERANCE = 0.02
+SHAPE_TOLERANCE = 0.01  #: relative spread of the cell lengths and of the angles from 90°
+SITE_TOLERANCE = 0.05  #: Å, each atom's relaxed position against EMT's (in fractional coordinates × a)
 
-def dry_ice(a: float = 5.624) -> Atoms:
-    """CO2 in Pa-3 (space group 205): C on the fcc sites, O at (x, x, x) with x = 0.1185."""
-    return crystal(["C", "O"], basis=[(0, 0, 0), (0.1185, 0.1185, 0.1185)], spacegroup=205,
-                   cellpar=[a, a, a, 90, 90, 90])
+
+def copper_vacancy(strain: float = 0.03) -> Atoms:
+    """A 32-site Cu cell less one atom, strained, sheared and rattled away from its minimum."""
+    atoms = bulk("Cu", "fcc", a=3.61 * (1 + strain), cubic=True).repeat(2)
+    del atoms[0]
+    cell = atoms.cell.array.copy()
+    cell[1, 0] += 0.15  # a shear the relaxation has to undo
+    atoms.set_cell(cell, scale_atoms=True)
+    atoms.rattle(0.05, seed=0)
+    return atoms
 
 
-def main(model=None, steps: int = 200, fmax: float = 0.05):
-    atoms = dry_ice()
+def emt_reference(atoms: Atoms, fmax: float, steps: int) -> Atoms:
+    """The same relaxation with EMT, the method metals-emt was fitted to."""
+    reference = atoms.copy()
+    reference.calc = EMT()
+    FIRE(FrechetCellFilter(reference), logfile=None).run(fmax=fmax, steps=steps)
+    return reference
+
+
+def check(relaxed: Atoms, reference: Atoms) -> dict:
+    """Differences from EMT's relaxed cell; AssertionError naming the first one out of tolerance."""
+    n = len(relaxed)
+    volume = relaxed.get_volume() / n / (reference.get_volume() / n) - 1
+    lengths, angles = relaxed.cell.cellpar()[:3], relaxed.cell.cellpar()[3:]
+    shape = max(np.ptp(lengths) / lengths.mean(), np.abs(angles - 90).max() / 90)
+    delta = relaxed.get_scaled_positions() - reference.get_scaled_positions()
+    sites = np.abs((delta - np.round(delta)) @ reference.cell.array).max()
+    assert abs(volume) < VOLUME_TOLERANCE, f"volume per atom {volume:+.2%} from EMT's"
+    assert shape < SHAPE_TOLERANCE, f"cell not cubic: lengths {lengths}, angles {angles}"
+    assert sites < SITE_TOLERANCE, f"an atom sits {sites:.3f} Å from its EMT site"
+    return {"volume": volume, "shape": shape, "sites_A": sites}
+
+
+def main(model="metals-emt", steps: int = 300, fmax: float = 0.01, assert_physics: bool = True):
+    atoms = copper_vacancy()
     result = nnpcalc.relax(atoms, model, cell=True, fmax=fmax, steps=steps)
-    a, b, c = result.atoms.cell.lengths()
-    print(f"dry ice: {len(atoms)} atoms, {result.steps} steps, converged: {result.converged}")
+    print(f"Cu vacancy cell: {len(atoms)} atoms, {result.steps} steps, converged: {result.converged}")
     print(f"  energy {result.energy:.4f} eV, largest force {result.max_force:.3g} eV/Å, "
           f"pressure {result.pressure_GPa:.3g} GPa")
-    print(f"  cell {atoms.cell.lengths()[0]:.3f} Å -> {a:.3f} x {b:.3f} x {c:.3f} Å "
-          f"(volume {atoms.get_volume():.1f} -> {result.volume:.1f} Å³)")
+    print(f"  volume {atoms.get_volume() / len(atoms):.3f} -> {result.volume / len(atoms):.3f} Å³/atom, "
+          f"cell {np.round(result.atoms.cell.cellpar(), 3).tolist()}")
+    if assert_physics:
+        reference = emt_reference(atoms, fmax, steps)
+        diff = check(result.atoms, reference)
+        print(f"  against EMT ({reference.get_volume() / len(atoms):.3f} Å³/atom): volume {diff['volume']:+.2%}, "
+              f"cell shape {diff['shape']:.1e}, largest site difference {diff['sites_A']:.3f} Å")
     return result
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="model file (default: the shipped default model)")
+    parser.add_argument("--model", default="metals-emt", help="a model file that knows Cu (default: metals-emt)")
     main(parser.parse_args().model)
