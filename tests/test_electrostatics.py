@@ -288,3 +288,95 @@ def test_coulomb_model_is_marked_molecules_only(tmp_path):
     assert not any(a.pbc.any() for a in default_structures(Model(path)).values())  # `nnp check` skips cells
     assert modelfile.read_metadata(export(build_potential(architecture("ewald")), architecture("ewald"),
                                           tmp_path / "ewald.pt"))["periodic"] is True
+
+
+# --- charge self-energy (electrostatics_kwargs: {self_energy: true}) ---------------------------
+
+
+def self_energy_models(method, tmp_path):
+    """(with the self-energy, the same weights without it) as float64 files; random χ and J."""
+    torch.manual_seed(1)
+    arch = architecture(method, ewald_cutoff=7.0, self_energy=True) if method == "ewald" else \
+        architecture(method, self_energy=True)
+    potential = build_potential(arch)
+    term = potential.heads[-1]
+    assert term.name == "self_energy"
+    with torch.no_grad():  # not the initial values: χ and J of a few eV, different per element
+        term.electronegativity.uniform_(0.2, 0.5)
+        term.hardness.uniform_(-1.0, 1.0)
+    with_term = export(potential, arch, tmp_path / "self.pt", dtype=torch.float64)
+    plain_arch = architecture(method, **({"ewald_cutoff": 7.0} if method == "ewald" else {}))
+    plain = build_potential(plain_arch)
+    plain.load_state_dict({k: v for k, v in potential.state_dict().items() if not k.startswith("heads.4.")})
+    return with_term, export(plain, plain_arch, tmp_path / "plain.pt", dtype=torch.float64), term
+
+
+def test_self_energy_is_chi_q_plus_half_j_q_squared_and_depends_on_the_total_charge(tmp_path):
+    with_term, plain, term = self_energy_models("coulomb", tmp_path)
+    chi, hardness = (t.detach().numpy() for t in term.parameters_ev())
+    energies = {}
+    for charge in (0.0, 1.0):
+        atoms = ammonium([0.0, 0.0, 0.0])
+        atoms.rattle(0.05, seed=2)
+        atoms.info["charge"] = charge
+        atoms.calc = NNPCalculator(with_term, dtype="float64")
+        energy, q = atoms.get_potential_energy(), atoms.get_charges()
+        assert q.sum() == pytest.approx(charge, abs=1e-12)
+        atoms.calc = NNPCalculator(plain, dtype="float64")
+        z = atoms.numbers
+        expected = (chi[z] * q + 0.5 * hardness[z] * q * q).sum()
+        assert energy - atoms.get_potential_energy() == pytest.approx(expected, rel=1e-10, abs=1e-12)
+        energies[charge] = energy
+    assert energies[1.0] - energies[0.0] > 1.0  # the energy sees the total charge (χ 2-5 eV/e)
+    assert (hardness > 0).all()
+
+
+@pytest.mark.parametrize("method", ["coulomb", "ewald"])
+def test_self_energy_forces_and_stress_equal_finite_differences(method, tmp_path):
+    path = self_energy_models(method, tmp_path)[0]
+    calc = NNPCalculator(path, dtype="float64")
+    ion = ion_pair(4.5, charge=1.0)
+    ion.rattle(0.05, seed=4)
+    checks = [testing.check_forces(calc, ion, 1e-6)]
+    if method == "ewald":
+        cell = water_cell()
+        cell.info["charge"] = 1.0
+        checks += [testing.check_forces(calc, cell, 1e-6), testing.check_stress(calc, cell, 1e-6)]
+    assert all(c.passed for c in checks), [str(c) for c in checks]
+
+
+def test_self_energy_file_runs_bare_states_the_term_and_is_off_by_default(tmp_path):
+    path = self_energy_models("ewald", tmp_path)[0]
+    metadata = modelfile.read_metadata(path)
+    assert metadata["heads"][-2:] == ["electrostatics", "self_energy"]
+    assert metadata["architecture"]["electrostatics_kwargs"]["self_energy"] is True
+    bare = torch.jit.load(str(path))
+    atoms = water_cell()
+    args = [torch.tensor(atoms.positions), torch.tensor(atoms.numbers), torch.tensor(atoms.cell.array),
+            torch.tensor(atoms.pbc)]
+    neutral, cation = (float(bare(*args, torch.tensor(c, dtype=torch.float64))["energy"]) for c in (0.0, 1.0))
+    assert neutral != pytest.approx(cation, abs=1e-3)
+    assert "self_energy" not in [h.name for h in build_potential(architecture("ewald")).heads]
+    with pytest.raises(ValueError, match="self_energy must be true or false"):
+        build_potential(architecture("ewald", self_energy="yes"))
+
+
+def test_fine_tuning_adds_the_self_energy_to_a_file_without_it(tmp_path):
+    """init_from a model without the term: every other weight loads, the term starts fresh."""
+    pytest.importorskip("lightning")
+    from nnpcalc.training.module import PotentialModule, initialise_from
+
+    torch.manual_seed(0)
+    arch = {"elements": ["H", "C", "N", "O"], "backbone_kwargs": TINY, "head_hidden": 8,
+            "heads": ["energy", "charges"], "electrostatics": "ewald"}
+    old = build_potential(Architecture(**arch))
+    path = export(old, Architecture(**arch), tmp_path / "old.pt", dtype=torch.float64)
+    config = {"architecture": arch | {"electrostatics_kwargs": {"self_energy": True}},
+              "tasks": [{"output": "energy"}], "trainer": {"dtype": "float64"}}
+    module = PotentialModule(config)
+    assert initialise_from(module, str(path)) is True
+    state = module.potential.state_dict()
+    for key, value in old.state_dict().items():
+        torch.testing.assert_close(state[key], value.to(state[key].dtype))
+    chi, hardness = module.potential.heads[-1].parameters_ev()
+    assert float(chi.abs().max()) == 0.0 and float(hardness[1]) == pytest.approx(es.INITIAL_HARDNESS)

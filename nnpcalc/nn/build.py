@@ -51,7 +51,8 @@ class Architecture:
     #: long-range Coulomb energy of the charge head's charges, added after every head: "none",
     #: "coulomb" (molecules) or "ewald" (molecules and periodic cells); see nn/electrostatics.py
     electrostatics: str = "none"
-    #: its options: damping_radius (Å, default the cutoff), accuracy (1e-6), ewald_cutoff (Å or "auto")
+    #: its options: damping_radius (Å, default the cutoff), accuracy (1e-6), ewald_cutoff (Å or "auto"),
+    #: self_energy (false; true adds the learned charge self-energy Σ χ_Z q + ½ J_Z q²)
     electrostatics_kwargs: dict = field(default_factory=dict)
     fidelities: list[str] = field(default_factory=lambda: ["default"])
     context_channels: int = 8
@@ -163,14 +164,14 @@ def _element_numbers(elements: list[str]) -> list[int]:
     return sorted(atomic_numbers[s] for s in elements)
 
 
-def _electrostatics(arch: Architecture, specs: list[dict]) -> list:
-    """The Coulomb term of ``arch.electrostatics`` (none: no term); it reads the charge head."""
+def _electrostatics(arch: Architecture, specs: list[dict], max_z: int) -> list:
+    """The Coulomb term of ``arch.electrostatics`` (and its charge self-energy); they read the charge head."""
     from .electrostatics import make_electrostatics
 
-    term = make_electrostatics(arch.electrostatics, arch.electrostatics_kwargs, arch.cutoff)
-    if term is not None and "charges" not in [s["kind"] for s in specs]:
+    terms = make_electrostatics(arch.electrostatics, arch.electrostatics_kwargs, arch.cutoff, max_z)
+    if terms and "charges" not in [s["kind"] for s in specs]:
         raise ValueError(f"electrostatics {arch.electrostatics!r} needs the 'charges' head in heads")
-    return [] if term is None else [term]
+    return terms
 
 
 def build_potential(arch: Architecture) -> Potential:
@@ -183,7 +184,7 @@ def build_potential(arch: Architecture) -> Potential:
     given = HeadInputs(backbone.hidden_channels + context, arch.head_hidden, max(numbers),
                        len(arch.fidelities), arch.cutoff)
     heads = [HEAD_KINDS[spec["kind"]].make(spec, given) for spec in specs]
-    heads += _electrostatics(arch, specs)
+    heads += _electrostatics(arch, specs, max(numbers))
     if not any("energy" in head.describe() for head in heads):
         raise ValueError("every model needs the 'energy' head (forces and stress derive from it)")
     return Potential(backbone, heads, numbers, arch.cutoff, list(arch.fidelities), context)

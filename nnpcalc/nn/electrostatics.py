@@ -21,6 +21,10 @@ bare Coulomb. ``r_d = 0`` gives bare Coulomb everywhere.
 Everything is pure torch and TorchScript-able; forces and stress come from the model's one
 autograd pass (positions and the strained ``system["cell"]``). Per-atom energies: each pair's
 energy is split evenly; reciprocal-space energy is q_i φ_i / 2; background evenly.
+
+Optionally (``self_energy``) a charge self-energy Σ_i (χ_Z q_i + ½ J_Z q_i²) with learnable
+per-element χ and J > 0 follows (:class:`ChargeSelfEnergy`): it makes the energy depend on the
+total charge, which a Coulomb sum between the charges alone cannot do for ionisation energies.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import math
 from typing import Dict, Tuple
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from .. import graph
 from ..units import COULOMB_EV_ANGSTROM
@@ -248,19 +252,69 @@ class Electrostatics(Head):
             )
 
 
-def make_electrostatics(method: str, options: dict, cutoff: float):
-    """The energy term for architecture option ``electrostatics`` (None for "none")."""
+#: χ = CHI_SCALE θ_χ (eV/e), J = HARDNESS_SCALE softplus(θ_J) (eV/e²): Adam moves each θ by ~lr a
+#: step, so the scales let χ and J travel the eV range of ionisation energies within a training run
+CHI_SCALE, HARDNESS_SCALE = 10.0, 10.0
+#: the hardness a fresh term starts from (eV/e²), small: a model fine-tuned with it starts where it was
+INITIAL_HARDNESS = 0.5
+
+
+class ChargeSelfEnergy(Head):
+    """Charge self-energy ``E = Σ_i (χ_Z q_i + ½ J_Z q_i²)`` of the charge head's charges (eV).
+
+    Learnable per-element electronegativity χ_Z (eV/e, starts at 0) and hardness J_Z > 0
+    (eV/e², softplus, starts at ``INITIAL_HARDNESS``), as in charge equilibration. Since the
+    charges sum to the total charge, this is how the energy learns its dependence on the total
+    charge (ionisation, protonation) that the short-range network cannot see. Float64.
+    ``loads_fresh``: fine-tuning from a file without the term (``init_from``) starts it anew.
+    """
+
+    name = "self_energy"
+    outputs: tuple = ()  # adds to "energy" and "energies"
+    loads_fresh = True
+
+    def __init__(self, max_z: int):
+        super().__init__()
+        start = math.log(math.expm1(INITIAL_HARDNESS / HARDNESS_SCALE))  # softplus⁻¹
+        self.electronegativity = nn.Parameter(torch.zeros(max_z + 1))
+        self.hardness = nn.Parameter(torch.full((max_z + 1,), start))
+        self.chi_scale, self.hardness_scale = CHI_SCALE, HARDNESS_SCALE
+
+    def parameters_ev(self) -> Tuple[Tensor, Tensor]:
+        """(χ [eV/e], J [eV/e²]) per atomic number, float64."""
+        chi = self.chi_scale * self.electronegativity.to(torch.float64)
+        return chi, self.hardness_scale * torch.nn.functional.softplus(self.hardness.to(torch.float64))
+
+    def forward(self, x: Tensor, system: Dict[str, Tensor], outputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        q, numbers = outputs["charges"].to(torch.float64), system["numbers"]
+        chi, hardness = self.parameters_ev()
+        energies = chi[numbers] * q + 0.5 * hardness[numbers] * q * q
+        outputs["energies"] = outputs["energies"] + energies
+        outputs["energy"] = outputs["energy"] + scatter_sum(energies, system["batch"], system["cell"].shape[0])
+        return outputs
+
+
+def make_electrostatics(method: str, options: dict, cutoff: float, max_z: int = 100) -> list:
+    """The energy terms for architecture option ``electrostatics`` ([] for "none").
+
+    The Coulomb term, followed by the charge self-energy when ``options["self_energy"]`` is true.
+    """
     if method not in METHODS:
         raise ValueError(f"electrostatics must be one of {', '.join(METHODS)}, got {method!r}")
     if method == "none":
-        return None
+        return []
     options = dict(options)
     radius = float(options.pop("damping_radius", cutoff))
     cutoff_real = options.pop("ewald_cutoff", "auto")
     cutoff_real = 0.0 if cutoff_real == "auto" else float(cutoff_real)
     accuracy = float(options.pop("accuracy", 1e-6))
+    self_energy = options.pop("self_energy", False)
     if options:
         raise ValueError(
-            f"unknown electrostatics option(s) {sorted(options)}; known: damping_radius, accuracy, ewald_cutoff"
+            f"unknown electrostatics option(s) {sorted(options)}; "
+            "known: damping_radius, accuracy, ewald_cutoff, self_energy"
         )
-    return Electrostatics(method, radius, accuracy, cutoff_real)
+    if not isinstance(self_energy, bool):
+        raise ValueError(f"electrostatics option self_energy must be true or false, got {self_energy!r}")
+    terms: list = [Electrostatics(method, radius, accuracy, cutoff_real)]
+    return terms + [ChargeSelfEnergy(max_z)] if self_energy else terms

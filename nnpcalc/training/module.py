@@ -151,7 +151,7 @@ def initialise_from(module: PotentialModule, init) -> bool:
     state = _weights(path)
     try:
         if not parts:
-            module.potential.load_state_dict(state)  # copies into the module's own dtypes
+            _load_whole(module.potential, state)  # copies into the module's own dtypes
         for part in parts or ():
             prefix = f"{part}."
             getattr(module.potential, part).load_state_dict(
@@ -163,6 +163,14 @@ def initialise_from(module: PotentialModule, init) -> bool:
             "matching parts (init_from: {path: ..., parts: [backbone]}), or drop init_from."
         ) from err
     return not parts
+
+
+def _load_whole(potential, state: dict) -> None:
+    """Load every weight; a head marked ``loads_fresh`` (a term added since, e.g. the charge
+    self-energy) may be missing from ``state`` and then keeps its initial weights."""
+    fresh = tuple(f"heads.{i}." for i, head in enumerate(potential.heads) if getattr(head, "loads_fresh", False))
+    kept = {k: v for k, v in potential.state_dict().items() if k.startswith(fresh) and k not in state}
+    potential.load_state_dict(dict(state) | kept)
 
 
 def _weights(path) -> dict:
