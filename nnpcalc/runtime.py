@@ -116,6 +116,11 @@ class Model:
                     "turn periodicity off with atoms.pbc = False."
                 )
         self._check_electrostatics(atoms)
+        if atoms.pbc.any() and self.metadata.get("periodic", True) is False:
+            raise InvalidStructureError(
+                f"model {self.path.name} serves molecules only (metadata 'periodic': false; heads "
+                f"{self.metadata.get('heads')}), and this structure is periodic: set atoms.pbc = False."
+            )
 
     def _check_electrostatics(self, atoms: Atoms) -> None:
         """A model with long-range electrostatics serves molecules, and full cells with 'ewald'."""

@@ -10,7 +10,7 @@ ase_build = pytest.importorskip("ase.build")
 from ase import Atoms  # noqa: E402
 
 from nnpcalc import NNPCalculator, modelfile  # noqa: E402
-from nnpcalc.errors import ModelFileError  # noqa: E402
+from nnpcalc.errors import InvalidStructureError, ModelFileError  # noqa: E402
 from nnpcalc.training import torchmdnet as tmd  # noqa: E402
 from nnpcalc.training.export import export_any  # noqa: E402
 
@@ -156,10 +156,13 @@ def test_old_tensornet_layout_is_remixed_like_upstream(tmp_path):
 
 
 @pytest.mark.parametrize("change,match", [
-    ({"model": "graph-network"}, "tensornet, equivariant-transformer"),
+    ({"model": "graph-network"}, "tensornet, tensornet2, equivariant-transformer"),
     ({"model": "tensornet", "output_model": "DipoleMoment"}, "output model 'DipoleMoment'"),
-    ({"model": "tensornet", "prior_model": ["Atomref", "D2"]}, r"prior model\(s\) \['D2'\]"),
-    ({"model": "tensornet", "prior_model": ["Coulomb"]}, r"prior model\(s\) \['Coulomb'\]"),
+    ({"model": "tensornet", "prior_model": ["Atomref", "D2"]}, r"D2 prior_args lack"),
+    ({"model": "tensornet", "prior_model": ["Coulomb"]}, r"Coulomb prior cannot be exported: .* per-atom partial charges"),
+    ({"model": "tensornet", "prior_model": ["Coulomb"]}, r"ScalarPlusWeightedCoulomb on model tensornet2"),
+    ({"model": "tensornet", "output_model": "ScalarPlusWeightedCoulomb"}, "reads the charge channels of model tensornet2"),
+    ({"model": "tensornet2", "repulsion": True}, "repulsion=True"),
     ({"model": "tensornet", "prior_model": "ZBL", "prior_args": {**ZBL_ARGS, "cutoff_distance": 9.0}},
      "exceeds the model's cutoff_upper"),
 ])
@@ -172,3 +175,106 @@ def test_unsupported_checkpoints_are_refused(tmp_path, change, match):
 def test_elements_outside_the_embedding_are_refused():
     with pytest.raises(ValueError, match="atomic numbers 1..9"):
         tmd.architecture_from_hparams({**TRAIN_DEFAULTS, **SMALL, "model": "tensornet"}, ["H", "Cu"])
+
+
+# --- D2 prior, TensorNet2 and its ScalarPlusWeightedCoulomb output model (issue 15, item 5) ---
+
+#: torchmd-net's D2 prior in eV and Å, reaching beyond the backbone's cutoff (its own pair list)
+D2_ARGS = {"cutoff_distance": 10.0, "max_num_neighbors": 128, "atomic_number": list(range(100)),
+           "distance_scale": 1e-10, "energy_scale": 1.602176634e-19}
+ATOMREF = {"max_z": 10, "trainable": False, "enable": True}
+#: per-layer, per-channel weights of the Coulomb energies (num_layers + 1 rows of q_dim)
+Q_WEIGHTS = [[0.3, 0.7], [1.0, 0.5], [0.2, 2.0]]
+TENSORNET2_CASES = {
+    # TensorNet2 with the plain Scalar output (its charges steer the layers, no Coulomb term)
+    "tensornet2": {"model": "tensornet2", "q_dim": 2},
+    # every pair of a molecule (upstream refuses boxes in this mode), an MLP with one hidden layer, D2 and ZBL
+    "tensornet2-coulomb": {"model": "tensornet2", "q_dim": 2, "output_model": "ScalarPlusWeightedCoulomb",
+                           "q_weights": Q_WEIGHTS, "output_mlp_num_layers": 1,
+                           "prior_model": ["Atomref", "D2", "ZBL"], "prior_args": [ATOMREF, D2_ARGS, ZBL_ARGS]},
+    # reaction field within 4.2 Å (molecules and boxes), the total charge as an input, averaged energies
+    "tensornet2-coulomb-cutoff": {"model": "tensornet2", "q_dim": 2, "output_model": "ScalarPlusWeightedCoulomb",
+                                  "q_weights": Q_WEIGHTS, "coulomb_cutoff": 4.2, "charge": True,
+                                  "reduce_op": "mean", "equivariance_invariance_group": "SO(3)"},
+}
+
+
+@pytest.fixture
+def pure_python_tensornet2(pure_python_tensornet, monkeypatch):
+    """torchmd-net's TensorNet2 on its pure-python ops (it imports TensorNet's under its own names)."""
+    tn = pytest.importorskip("torchmdnet.models.tensornet")
+    tn2 = pytest.importorskip("torchmdnet.models.tensornet2")
+    for name in ("compose_tensor", "decompose_tensor", "tensor_matmul_o3", "tensor_matmul_so3"):
+        monkeypatch.setattr(tn2, name, getattr(tn, "_" + name))
+
+
+def _compare(calc, upstream, atoms, charge, uses_charge):
+    energy, forces = ours(calc, atoms, charge=charge)
+    ref_energy, ref_forces = upstream_results(upstream, atoms, charge if uses_charge else None)
+    assert abs(energy - ref_energy) < E_TOL, (energy, ref_energy)
+    assert np.abs(forces - ref_forces).max() < F_TOL
+    return ref_energy
+
+
+def test_d2_prior_matches_upstream_on_molecules_and_refuses_boxes(pure_python_tensornet, tmp_path):
+    hparams = {**TRAIN_DEFAULTS, **SMALL, "model": "tensornet", "prior_model": ["Atomref", "D2"],
+               "prior_args": [ATOMREF, D2_ARGS]}
+    ckpt = write_checkpoint(tmp_path / "d2.ckpt", hparams)
+    path = export_any(ckpt, tmp_path / "d2.pt")
+    upstream = upstream_model(ckpt)
+    calc = NNPCalculator(path, dtype="float64")
+    ethanol = ase_build.molecule("CH3CH2OH")
+    _compare(calc, upstream, ethanol, 0, False)
+    # the D2 term is large enough for the comparison to see it (upstream's own prior alone)
+    z, pos = torch.tensor(ethanol.numbers), torch.tensor(ethanol.positions)
+    d2 = upstream.prior_model[1].post_reduce(torch.zeros(1, 1, dtype=torch.float64), z, pos, torch.zeros_like(z))
+    assert float(d2) < -1e-3
+    meta = modelfile.read_metadata(path)
+    assert meta["heads"] == ["energy", "torchmd_d2"] and meta["periodic"] is False
+    with pytest.raises(InvalidStructureError, match="molecules only"):
+        ours(calc, periodic_box())
+
+
+@pytest.mark.parametrize("case", list(TENSORNET2_CASES))
+def test_tensornet2_and_its_coulomb_output_match_upstream(pure_python_tensornet2, tmp_path, case):
+    hparams = {**TRAIN_DEFAULTS, **SMALL, **TENSORNET2_CASES[case]}
+    ckpt = write_checkpoint(tmp_path / "tn2.ckpt", hparams)
+    path = export_any(ckpt, tmp_path / "tn2.pt")
+    upstream = upstream_model(ckpt)
+    calc = NNPCalculator(path, dtype="float64")
+    meta = modelfile.read_metadata(path)
+    assert meta["backbone"] == "tensornet2"
+    ethanol = ase_build.molecule("CH3CH2OH")
+    for charge in (0, 1):
+        _compare(calc, upstream, ethanol, charge, hparams["charge"])
+    if case == "tensornet2-coulomb":  # all pairs: molecules only, as upstream
+        assert meta["periodic"] is False
+        with pytest.raises(InvalidStructureError, match="molecules only"):
+            ours(calc, periodic_box())
+    else:
+        for charge in (0, 1):
+            _compare(calc, upstream, periodic_box(), charge, hparams["charge"])
+    if hparams["output_model"] == "ScalarPlusWeightedCoulomb":
+        # the Coulomb term is large enough for the comparison to see it: upstream's, alone
+        x, v, z, pos, batch = upstream.representation_model(
+            torch.tensor(ethanol.numbers), torch.tensor(ethanol.positions), torch.zeros(len(ethanol), dtype=torch.long))
+        head = upstream.output_model
+        coulomb = head.pre_reduce(x, v, z, pos, batch) - head.output_network(x[:, : head.hidden_channels])
+        assert float(coulomb.detach().abs().sum()) > 1e-3
+
+
+def test_weighted_coulomb_is_added_before_the_standardisation(tmp_path):
+    """The export maps the checkpoint's charge channels and weights onto the head it names."""
+    hparams = {**TRAIN_DEFAULTS, **SMALL, **TENSORNET2_CASES["tensornet2-coulomb-cutoff"]}
+    arch = tmd.architecture_from_hparams(hparams)
+    assert arch.backbone_kwargs["q_dim"] == 2 and arch.backbone_kwargs["output_charges"] is True
+    head = arch.heads[0]
+    assert head["kind"] == "torchmd_scalar_coulomb" and head["charge_channels"] == 3 * 2
+    assert head["coulomb_cutoff"] == 4.2 and head["epsilon_solvent"] == 78.3
+
+
+def test_d2_elements_beyond_its_table_are_refused():
+    hparams = {**TRAIN_DEFAULTS, **SMALL, "model": "tensornet", "max_z": 60, "prior_model": ["D2"],
+               "prior_args": [D2_ARGS]}
+    with pytest.raises(ValueError, match="D2 prior: its table covers atomic numbers 1..54"):
+        tmd.architecture_from_hparams(hparams, ["H", "Cs"])

@@ -22,7 +22,7 @@ from ase.data import atomic_numbers
 from . import heads as H
 from .potential import Potential
 from .priors import ZBLRepulsion
-from .torchmd_priors import TorchMDZBL
+from .torchmd_priors import TorchMDD2, TorchMDZBL
 from .radial import DEFAULT_CUTOFF
 from .uncertainty import EnsembleEnergyHead
 
@@ -30,6 +30,7 @@ from .uncertainty import EnsembleEnergyHead
 BACKBONES = {
     "tensornet": "nnpcalc.nn.tensornet:TensorNet",
     "et": "nnpcalc.nn.et:EquivariantTransformer",
+    "tensornet2": "nnpcalc.nn.tensornet2:TensorNet2",  # torchmd-net's, for imported checkpoints
     "graph-network": "nnpcalc.nn.graph_network:GraphNetwork",
     # not rotation-equivariant: train it with trainer.augment_rotations (nnpcalc.equivariance measures it)
     "cartesian-mpnn": "nnpcalc.nn.cartesian_mpnn:CartesianMPNN",
@@ -99,6 +100,20 @@ def _torchmd(cls, with_layers: bool):
     return make
 
 
+def _torchmd_coulomb(spec: dict, given: HeadInputs):
+    """torchmd-net's ``ScalarPlusWeightedCoulomb`` (nn/torchmd_coulomb.py) on TensorNet2's charge channels."""
+    from .torchmd_coulomb import TorchMDScalarCoulombHead
+
+    if given.num_fidelities != 1:
+        raise ValueError(f"head {spec['kind']!r} serves one fidelity, got {given.num_fidelities}")
+    cutoff = spec.get("coulomb_cutoff")
+    return TorchMDScalarCoulombHead(
+        given.width, spec.get("activation", "silu"), int(spec.get("num_hidden_layers", 0)), given.max_z,
+        spec.get("reduce", "sum"), int(spec["charge_channels"]), None if cutoff is None else float(cutoff),
+        float(spec.get("epsilon_solvent", 78.3)),
+    )
+
+
 #: head kind → how to build it. Add a kind here (its class lives in heads.py or its own module).
 HEAD_KINDS: dict[str, HeadKind] = {
     "energy": HeadKind(lambda s, g: H.EnergyHead(g.width, g.hidden, max_z=g.max_z, num_fidelities=g.num_fidelities)),
@@ -127,6 +142,10 @@ HEAD_KINDS: dict[str, HeadKind] = {
     # torchmd-net's ZBL prior, ported for imported checkpoints (nn/torchmd_priors.py)
     "torchmd_zbl": HeadKind(lambda s, g: TorchMDZBL(
         s["cutoff_distance"], s["distance_scale"], s["energy_scale"], int(s["num_types"]))),
+    # torchmd-net's D2 prior (molecules only) and ScalarPlusWeightedCoulomb output model
+    "torchmd_d2": HeadKind(lambda s, g: TorchMDD2(
+        s["cutoff_distance"], s["distance_scale"], s["energy_scale"], int(s["num_types"]))),
+    "torchmd_scalar_coulomb": HeadKind(_torchmd_coulomb),
 }
 
 

@@ -174,9 +174,15 @@ class Potential(nn.Module):
         vec = graph.edge_vectors(pos, cell, batch, edge_index, shifts)
         length = torch.sqrt((vec * vec).sum(-1))
         system["edge_index"], system["edge_vec"], system["edge_len"] = edge_index, vec, length
-        x, system["vec"] = self.backbone.features(
-            system["numbers"], edge_index, vec, length, system["total_charge"][batch]
-        )
+        if hasattr(self.backbone, "uses_batch"):  # per-structure sums inside (TensorNet2's charges)
+            x, system["vec"] = self.backbone.features_batch(
+                system["numbers"], edge_index, vec, length, system["total_charge"][batch], batch,
+                system["total_charge"].shape[0],
+            )
+        else:
+            x, system["vec"] = self.backbone.features(
+                system["numbers"], edge_index, vec, length, system["total_charge"][batch]
+            )
         x = torch.cat([x, self._context(system["fidelity"])[batch]], dim=-1)
         out: Dict[str, Tensor] = {}
         for head in self.heads:

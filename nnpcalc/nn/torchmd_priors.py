@@ -1,5 +1,11 @@
 """torchmd-net's molecule-wise priors, ported exactly, for imported checkpoints.
 
+:class:`TorchMDD2` is upstream's ``D2`` prior (``torchmdnet/priors/d2.py``): Grimme's D2
+dispersion with its C6/R_r tables as stored in the checkpoint (buffers ``Z_map``, ``C_6``,
+``R_r``), over every pair of a molecule closer than ``cutoff_distance``. Upstream's D2 never
+applies periodic boundaries (it calls its neighbour list without the box), so the port serves
+molecules only and refuses periodic cells (``periodic = False``).
+
 :class:`TorchMDZBL` is upstream's ``ZBL`` prior (``torchmdnet/priors/zbl.py``): its rounded
 screening constants, a cosine cutoff at its own ``cutoff_distance`` (not nnpcalc's
 covalent-radius switch, hence a port rather than :class:`~nnpcalc.nn.priors.ZBLRepulsion`),
@@ -10,7 +16,7 @@ model energy unit). It keeps upstream's buffer name ``atomic_number`` (type → 
 from __future__ import annotations
 
 import math
-from typing import Dict
+from typing import Dict, Tuple
 
 import torch
 from torch import Tensor
@@ -21,6 +27,26 @@ from .heads import Head
 #: upstream's constants: the Bohr radius (m) and e²/(4πε₀) (J·m)
 BOHR_METRES = 5.29177210903e-11
 COULOMB_JOULE_METRES = 2.30707755e-28
+#: upstream D2's Avogadro constant (its internal unit is J/mol and nm)
+AVOGADRO = 6.02214076e23
+
+
+def molecule_pairs(positions: Tensor, batch: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+    """(i, j, r_ij) for every pair i < j of atoms in the same structure (no images)."""
+    n = positions.shape[0]
+    pair = torch.triu_indices(n, n, 1, device=positions.device)
+    pair = pair[:, batch[pair[0]] == batch[pair[1]]]
+    vec = positions[pair[1]] - positions[pair[0]]
+    return pair[0], pair[1], torch.sqrt((vec * vec).sum(-1))
+
+
+def refuse_periodic(pbc: Tensor, what: str) -> None:
+    """Raise (inside the model file too) when any structure is periodic: ``what`` serves molecules only."""
+    if bool(pbc.any()):
+        raise ValueError(
+            "nnpcalc model: " + what + " serves molecules only (pbc all False), as torchmd-net "
+            "computes it without periodic boundaries; set atoms.pbc = False for a molecule"
+        )
 
 
 class TorchMDZBL(Head):
@@ -61,4 +87,54 @@ class TorchMDZBL(Head):
         total = scatter_sum(energies, system["batch"], outputs["energy"].shape[0])
         outputs["energies"] = outputs["energies"] + energies
         outputs["energy"] = outputs["energy"] + total
+        return outputs
+
+
+class TorchMDD2(Head):
+    """``E = −s₆ Σ_{i<j, r<r_c} C6_ij / r⁶ f_damp(r)``, as torchmd-net's ``D2.post_reduce`` (molecules).
+
+    ``C6_ij = √(C6_i C6_j)`` (J mol⁻¹ nm⁶), ``R_r = R_i + R_j`` (nm), ``f_damp = 1 / (1 + e^{−20 (r/R_r − 1)})``,
+    converted with upstream's ``distance_scale`` (m) and ``energy_scale`` (J) factors. The tables are
+    the checkpoint's buffers (upstream rounds them through float32 before training in float64).
+    Each pair's energy is split evenly between its two atoms.
+    """
+
+    name = "torchmd_d2"
+    outputs: tuple = ()  # adds to "energy" and "energies"
+    periodic = False  # upstream's D2 has no periodic boundaries
+
+    def __init__(self, cutoff_distance: float, distance_scale: float, energy_scale: float, num_types: int):
+        super().__init__()
+        self.cutoff_distance = float(cutoff_distance)
+        self.distance_scale = float(distance_scale)
+        self.energy_scale = float(energy_scale)
+        self.s_6, self.d = 1.0, 20.0
+        # upstream's internal units: nm and J/mol (float attributes: TorchScript)
+        self.nm_per_unit = self.distance_scale * 1e9
+        self.molar_per_unit = self.energy_scale * AVOGADRO
+        self.register_buffer("Z_map", torch.arange(num_types, dtype=torch.long))
+        self.register_buffer("C_6", torch.zeros(55))
+        self.register_buffer("R_r", torch.zeros(55))
+
+    def pair_energy(self, zi: Tensor, zj: Tensor, r: Tensor) -> Tensor:
+        """Dispersion energy (model units) of pairs of atom types ``zi``, ``zj`` at distances ``r`` (model units)."""
+        r_nm = r * self.nm_per_unit
+        molar = self.molar_per_unit  # J/mol per model energy unit
+        a, b = self.Z_map[zi], self.Z_map[zj]
+        c6 = (self.C_6[a] * self.C_6[b]).sqrt()
+        r_r = self.R_r[a] + self.R_r[b]
+        damp = 1 / (1 + torch.exp(-self.d * (r_nm / r_r - 1)))
+        return -self.s_6 * c6 / r_nm**6 * damp / molar
+
+    def forward(self, x: Tensor, system: Dict[str, Tensor], outputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        refuse_periodic(system["pbc"], "torchmd-net's D2 prior")
+        numbers, batch = system["numbers"], system["batch"]
+        i, j, r = molecule_pairs(system["positions"], batch)
+        near = r < self.cutoff_distance
+        i, j, r = i[near], j[near], r[near]
+        half = 0.5 * self.pair_energy(numbers[i], numbers[j], r)
+        n = numbers.shape[0]
+        energies = (scatter_sum(half, i, n) + scatter_sum(half, j, n)).to(outputs["energies"].dtype)
+        outputs["energies"] = outputs["energies"] + energies
+        outputs["energy"] = outputs["energy"] + scatter_sum(energies, batch, outputs["energy"].shape[0])
         return outputs

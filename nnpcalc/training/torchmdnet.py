@@ -1,13 +1,18 @@
 """torchmd-net checkpoints (written by ``torchmd-train``) → nnpcalc model files.
 
-Supported: the representation models ``tensornet`` and ``equivariant-transformer`` with
-output model ``Scalar`` (upstream gives ET its ``EquivariantScalar``), ``reduce_op``
-add/sum/mean, standardisation (the ``std``/``mean`` buffers), ``Atomref`` priors and the
-``ZBL`` prior (a ``torchmd_zbl`` head after the energy head; ``D2`` and ``Coulomb`` are
-refused by name). The
+Supported: the representation models ``tensornet``, ``tensornet2`` and
+``equivariant-transformer`` with output model ``Scalar`` (upstream gives ET its
+``EquivariantScalar``) or, for ``tensornet2``, ``ScalarPlusWeightedCoulomb`` (its charge
+channels and Coulomb energy: a ``torchmd_scalar_coulomb`` head), ``reduce_op`` add/sum/mean,
+standardisation (the ``std``/``mean`` buffers), ``Atomref`` priors and the molecule-wise
+``ZBL`` and ``D2`` priors (``torchmd_zbl`` and ``torchmd_d2`` heads after the energy head; D2
+serves molecules only, as upstream computes it without periodic boundaries). The ``Coulomb``
+prior is refused: it reads per-atom charges given with every structure, which a model file
+does not take (docs/electrostatics.md). The
 exported file computes upstream's ``TorchMD_Net.forward`` energy: the backbone is nnpcalc's
-port with upstream's parameter names, the head (``torchmd_scalar`` or
-``torchmd_equivariant_scalar``) is upstream's output model plus std, mean and atomref.
+port with upstream's parameter names, the head (``torchmd_scalar``,
+``torchmd_equivariant_scalar`` or ``torchmd_scalar_coulomb``) is upstream's output model plus
+std, mean and atomref.
 
 Upstream behaviour kept: an Atomref prior disabled at training (``--remove-ref-energy``) stays
 disabled, as ``load_model`` leaves it; a TensorNet trained without ``charge`` ignores the
@@ -33,7 +38,15 @@ from ..errors import ModelFileError
 from ..nn.build import Architecture, build_potential, export
 
 #: torchmd-net ``model`` → nnpcalc backbone
-MODELS = {"tensornet": "tensornet", "equivariant-transformer": "et"}
+MODELS = {"tensornet": "tensornet", "tensornet2": "tensornet2", "equivariant-transformer": "et"}
+#: torchmd-net ``output_model`` → the nnpcalc head that ports it (None: the backbone's default)
+OUTPUT_MODELS = {"Scalar": None, "ScalarPlusWeightedCoulomb": "torchmd_scalar_coulomb"}
+#: molecule-wise priors → nnpcalc head kind and the upstream buffers it holds
+MOLECULE_PRIORS = {"ZBL": ("torchmd_zbl", ("atomic_number",)), "D2": ("torchmd_d2", ("Z_map", "C_6", "R_r"))}
+#: upstream's D2 table ends at iodine/xenon (Z 54)
+D2_MAX_Z = 54
+#: torchmd-net aliases of tensornet2 (load_model renames them)
+_TENSORNET2_ALIASES = ("tensornetv2_alt", "tensornet-nqe")
 #: the elements served when neither ``elements=`` nor an Atomref prior says otherwise
 #: prior names read as per-element reference energies
 ATOMREFS = ("Atomref", "LearnableAtomref")
@@ -81,16 +94,39 @@ def priors(hparams: dict) -> list[tuple[str, dict]]:
     return list(zip(names, [a or {} for a in args]))
 
 
+#: why the Coulomb prior is refused, and what to do (docs/electrostatics.md, "torchmd-net's charge models")
+COULOMB_PRIOR_REFUSAL = (
+    "torchmd-net's Coulomb prior cannot be exported: it adds the Coulomb energy of per-atom partial "
+    "charges that the caller passes with every structure (extra_args['partial_charges'], the "
+    "dataset's charges), and an nnpcalc model file takes positions, numbers, cell, pbc and the total "
+    "charge only. Train with output_model ScalarPlusWeightedCoulomb on model tensornet2 (the model "
+    "predicts its charges; nnpcalc imports it exactly), or without the Coulomb prior"
+)
+
+
 def _check_supported(hparams: dict) -> None:
     model = hparams.get("model")
+    if model in _TENSORNET2_ALIASES:
+        hparams["model"] = model = "tensornet2"
     if model not in MODELS:
         raise ModelFileError(
             f"torchmd-net model {model!r} cannot be exported; nnpcalc serves {', '.join(MODELS)}"
         )
-    if hparams.get("output_model", "Scalar") != "Scalar":
+    output = hparams.get("output_model", "Scalar")
+    if output not in OUTPUT_MODELS:
         raise ModelFileError(
-            f"torchmd-net output model {hparams['output_model']!r} cannot be exported; nnpcalc "
-            "serves energy models ('Scalar')"
+            f"torchmd-net output model {output!r} cannot be exported; nnpcalc serves energy models "
+            f"({', '.join(OUTPUT_MODELS)})"
+        )
+    if output == "ScalarPlusWeightedCoulomb" and model != "tensornet2":
+        raise ModelFileError(
+            f"torchmd-net output model ScalarPlusWeightedCoulomb reads the charge channels of model "
+            f"tensornet2, not {model!r} (upstream cannot run this combination either)"
+        )
+    if model == "tensornet2" and hparams.get("repulsion", False):
+        raise ModelFileError(
+            "torchmd-net tensornet2 with repulsion=True (its in-backbone RepulsionZBL) cannot be exported "
+            "yet; retrain without it, or with the ZBL prior, which nnpcalc imports exactly"
         )
     if hparams.get("reduce_op", "add") not in ("add", "sum", "mean"):
         raise ModelFileError(f"torchmd-net reduce_op {hparams['reduce_op']!r} is not one of add, sum, mean")
@@ -98,14 +134,24 @@ def _check_supported(hparams: dict) -> None:
         raise ModelFileError(
             f"torchmd-net atom_filter={hparams['atom_filter']} cannot be exported; retrain without it"
         )
-    other = [name for name, _ in priors(hparams) if name not in ATOMREFS + ("ZBL",)]
+    if "Coulomb" in [name for name, _ in priors(hparams)]:
+        raise ModelFileError(COULOMB_PRIOR_REFUSAL)
+    other = [name for name, _ in priors(hparams) if name not in ATOMREFS + tuple(MOLECULE_PRIORS)]
     if other:
         raise ModelFileError(
-            f"torchmd-net prior model(s) {other} cannot be exported; nnpcalc serves Atomref and ZBL priors"
+            f"torchmd-net prior model(s) {other} cannot be exported; nnpcalc serves Atomref, ZBL and D2 priors"
         )
     for name, args in priors(hparams):
         if name == "ZBL":
             _check_zbl(args, hparams)
+        if name == "D2":
+            _check_d2(args)
+
+
+def _check_d2(args: dict) -> None:
+    missing = [k for k in ("cutoff_distance", "distance_scale", "energy_scale", "atomic_number") if k not in args]
+    if missing:
+        raise ModelFileError(f"torchmd-net D2 prior_args lack {missing}; they are stored by torchmd-train")
 
 
 def _check_zbl(args: dict, hparams: dict) -> None:
@@ -131,11 +177,15 @@ def _backbone_kwargs(hparams: dict) -> dict:
         "cutoff_upper": float(hparams["cutoff_upper"]),
         "max_z": int(hparams["max_z"]),
     }
-    if hparams["model"] == "tensornet":
-        return kwargs | {
+    if hparams["model"] in ("tensornet", "tensornet2"):
+        kwargs |= {
             "equivariance_invariance_group": hparams.get("equivariance_invariance_group", "O(3)"),
             "total_charge": bool(hparams.get("charge", False)),
         }
+    if hparams["model"] == "tensornet2":  # upstream: output_charges when "Coul" is in the output model's name
+        kwargs |= {"q_dim": int(hparams.get("q_dim", 0)), "output_charges": "Coul" in hparams.get("output_model", "Scalar")}
+    if hparams["model"] in ("tensornet", "tensornet2"):
+        return kwargs
     return kwargs | {
         "attn_activation": hparams["attn_activation"],
         "neighbor_embedding": bool(hparams["neighbor_embedding"]),
@@ -145,13 +195,22 @@ def _backbone_kwargs(hparams: dict) -> dict:
     }
 
 
-def _check_elements(elements: list[str], max_z: int) -> list[str]:
+def _check_elements(elements: list[str], max_z: int, hparams: dict | None = None) -> list[str]:
     bad = [s for s in elements if atomic_numbers.get(s, 0) < 1 or atomic_numbers[s] >= max_z]
     if bad or not elements:
         raise ValueError(
             f"elements {bad or elements} cannot be served by this checkpoint: its embedding "
             f"covers atomic numbers 1..{max_z - 1}; pass elements= with symbols in that range"
         )
+    for name, args in priors(hparams or {}):
+        if name == "D2":
+            table = list(args["atomic_number"])
+            bad = [s for s in elements if atomic_numbers[s] >= len(table) or table[atomic_numbers[s]] > D2_MAX_Z]
+            if bad:
+                raise ValueError(
+                    f"elements {bad} cannot be served by this checkpoint's D2 prior: its table covers "
+                    f"atomic numbers 1..{D2_MAX_Z}; pass elements= without them"
+                )
     return sorted(set(elements), key=atomic_numbers.__getitem__)
 
 
@@ -162,23 +221,40 @@ def architecture_from_hparams(hparams: dict, elements: list[str] | None = None) 
     if elements is None:
         elements = [s for s in DEFAULT_ELEMENTS if atomic_numbers[s] < max_z]
     head = {
-        "kind": "torchmd_scalar" if hparams["model"] == "tensornet" else "torchmd_equivariant_scalar",
+        "kind": "torchmd_equivariant_scalar" if hparams["model"] == "equivariant-transformer" else "torchmd_scalar",
         "name": "energy",
         "activation": hparams["activation"],
         "reduce": "mean" if hparams.get("reduce_op", "add") == "mean" else "sum",
     }
+    if hparams.get("output_model", "Scalar") == "ScalarPlusWeightedCoulomb":
+        head |= _coulomb_head(hparams)
     return Architecture(
-        elements=_check_elements(list(elements), max_z), backbone=MODELS[hparams["model"]],
+        elements=_check_elements(list(elements), max_z, hparams), backbone=MODELS[hparams["model"]],
         backbone_kwargs=_backbone_kwargs(hparams), heads=[head] + _prior_heads(hparams), fidelities=["default"],
     )
 
 
+def _coulomb_head(hparams: dict) -> dict:
+    """The ``ScalarPlusWeightedCoulomb`` part of the energy head's spec (charge channels, Coulomb mode)."""
+    cutoff = hparams.get("coulomb_cutoff")
+    return {
+        "kind": "torchmd_scalar_coulomb",
+        # create_model builds this MLP with output_mlp_num_layers hidden layers (Scalar ignores them)
+        "num_hidden_layers": int(hparams.get("output_mlp_num_layers", 0)),
+        "charge_channels": (int(hparams["num_layers"]) + 1) * int(hparams.get("q_dim", 0)),
+        "coulomb_cutoff": None if cutoff is None else float(cutoff),
+        # create_model does not pass coulomb_epsilon_solvent: upstream's default holds
+        "epsilon_solvent": 78.3,
+    }
+
+
 def _prior_heads(hparams: dict) -> list[dict]:
-    """Head specs of the molecule-wise priors (ZBL), in upstream's order."""
+    """Head specs of the molecule-wise priors (ZBL, D2), in upstream's order."""
     return [
-        {"kind": "torchmd_zbl", "cutoff_distance": float(a["cutoff_distance"]), "num_types": len(a["atomic_number"]),
-         "distance_scale": float(a["distance_scale"]), "energy_scale": float(a["energy_scale"])}
-        for name, a in priors(hparams) if name == "ZBL"
+        {"kind": MOLECULE_PRIORS[name][0], "cutoff_distance": float(a["cutoff_distance"]),
+         "num_types": len(a["atomic_number"]), "distance_scale": float(a["distance_scale"]),
+         "energy_scale": float(a["energy_scale"])}
+        for name, a in priors(hparams) if name in MOLECULE_PRIORS
     ]
 
 
@@ -191,7 +267,8 @@ def _remix(weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torc
 
 def _remix_old_tensornet(state: dict, hparams: dict) -> None:
     keys = ["representation_model.tensor_embedding.linears_scalar.1"]
-    keys += [f"representation_model.layers.{i}.linears_scalar.2" for i in range(int(hparams["num_layers"]))]
+    if hparams["model"] == "tensornet":  # TensorNet2's interaction layers kept their layout
+        keys += [f"representation_model.layers.{i}.linears_scalar.2" for i in range(int(hparams["num_layers"]))]
     for key in keys:
         state[f"{key}.weight"], state[f"{key}.bias"] = _remix(state[f"{key}.weight"], state[f"{key}.bias"])
 
@@ -203,7 +280,7 @@ def state_dict_from_checkpoint(checkpoint) -> dict[str, torch.Tensor]:
     for pattern, replacement in _LEGACY_KEYS:
         state = {re.sub(pattern, replacement, k): v for k, v in state.items()}
     hparams = hyperparameters(raw)
-    if hparams.get("model") == "tensornet" and "check_errors" in hparams:
+    if hparams.get("model") in ("tensornet", "tensornet2") + _TENSORNET2_ALIASES and "check_errors" in hparams:
         _remix_old_tensornet(state, hparams)
     return state
 
@@ -239,8 +316,8 @@ def _renamed(state: dict) -> dict[str, torch.Tensor]:
     """Upstream's backbone and output-model weights under nnpcalc's names."""
     renamed = {}
     for key, value in state.items():
-        if key.startswith("representation_model.distance.") or key.startswith("prior_model."):
-            continue  # the neighbour list's box; the priors are read separately
+        if key.startswith(("representation_model.distance.", "output_model.distance.", "prior_model.")):
+            continue  # the neighbour lists' boxes; the priors are read separately
         if key.startswith("representation_model."):
             renamed["backbone." + key.removeprefix("representation_model.")] = value
         elif key.startswith("output_model."):
@@ -266,9 +343,10 @@ def potential_state(potential, hparams: dict, state: dict) -> dict[str, torch.Te
         width = min(len(table), atomref.shape[1])
         atomref[0, :width] += table[:width]
     ours |= renamed
-    zbl = [i for i, (name, _) in enumerate(priors(hparams)) if name == "ZBL"]
-    for head, i in enumerate(zbl, start=1):
-        ours[f"heads.{head}.atomic_number"] = state[f"prior_model.{i}.atomic_number"]
+    molecule_wise = [(i, name) for i, (name, _) in enumerate(priors(hparams)) if name in MOLECULE_PRIORS]
+    for head, (i, name) in enumerate(molecule_wise, start=1):
+        for buffer in MOLECULE_PRIORS[name][1]:
+            ours[f"heads.{head}.{buffer}"] = state[f"prior_model.{i}.{buffer}"]
     ours["heads.0.atomref"] = atomref
     ours["heads.0.scale"] = _scalar(state.get("std", torch.ones(())), "std")
     ours["heads.0.mean"] = _scalar(state.get("mean", torch.zeros(())), "mean")
