@@ -112,3 +112,15 @@ def test_augment_rotations_is_a_trainer_option():
     assert TRAINER_DEFAULTS["augment_rotations"] is False
     config = load_config({"name": "x", "data": {"files": []}, "tasks": [], "trainer": {"augment_rotations": True}})
     assert config["trainer"]["augment_rotations"] is True
+
+
+def test_a_batch_without_the_label_needs_no_output():
+    """A batch of clusters has no stress label and the model writes no stress: no loss term, no error."""
+    from nnpcalc.training.tasks import Task
+
+    out = {"energy": torch.zeros(2, requires_grad=True)}
+    batch = {"mask": {"stress": torch.tensor([False, False])}, "labels": {"stress": torch.zeros(2, 3, 3)}}
+    assert float(Task(output="stress").loss(out, batch)) == 0.0
+    batch["mask"]["stress"] = torch.tensor([True, False])
+    with pytest.raises(Exception, match="writes no such output"):
+        Task(output="stress").loss(out, batch)

@@ -87,14 +87,15 @@ class Task:
         return pred, ref
 
     def loss(self, out: dict, batch: dict) -> torch.Tensor:
+        # a batch without the label first: a batch of molecules and clusters has no stress to write
+        if self.label not in batch["mask"] or not bool(batch["mask"][self.label].any()):
+            return out["energy"].new_zeros(())
         if self.output not in out:
             from ..errors import DataError
 
             raise DataError(f"task {self.output!r}: the model writes no such output (it writes "
                             f"{', '.join(sorted(out))}); leave architecture.heads out so the tasks choose "
                             "the heads, or list the head this task needs there")
-        if self.label not in batch["mask"] or not bool(batch["mask"][self.label].any()):
-            return out["energy"].new_zeros(())
         pred, ref = self._masked(out, batch)
         if self.metric == "bce":
             return F.binary_cross_entropy_with_logits(pred[:, 0], ref.to(pred.dtype))
