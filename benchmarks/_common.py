@@ -312,3 +312,56 @@ def table(rows, header):
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---:" if i else "---" for i in range(len(header))) + "|"]
     lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------- active-learning demos
+
+def learn_arguments(description: str, frames: int, minutes: float) -> argparse.ArgumentParser:
+    """The options every ``learn_*.py`` demo takes: OUTDIR, rounds, frames, minutes, control, seed."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("outdir", type=Path, help="every file the demo writes goes here")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--frames", type=int, default=frames, help="frames labelled per round")
+    parser.add_argument("--minutes", type=float, default=minutes, help="fine-tuning minutes per round")
+    parser.add_argument("--control", action="store_true", help="label nothing: the same training budget, no new data")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the learn rounds (exploration, splits)")
+    return parser
+
+
+def learn_demo(args, recipe: dict, config: dict, summary: str) -> tuple[str, list[dict]]:
+    """Train round 0 from ``recipe`` in ``OUTDIR/round0`` (once), then run ``nnp learn`` with
+    ``config`` in ``OUTDIR/learn[-control][-seedN]``; the run's name and its round records.
+    ``--control`` sets ``min_uncertainty`` out of reach: the same rounds, nothing labelled."""
+    import json
+
+    from nnpcalc.training.train import train
+    from nnpcalc.workflows.learn import learn
+
+    out = args.outdir
+    recipe = json.loads(json.dumps(recipe))  # a deep copy
+    recipe |= {"run_dir": str(out / "round0"), "output": str(out / "round0" / "model.pt"), "summary": summary}
+    if not (out / "round0" / "model.pt").is_file():
+        train(recipe)
+    config = {"model": str(out / "round0" / "model.pt"), "recipe": recipe, "rounds": args.rounds,
+              "frames_per_round": args.frames, "max_minutes": args.minutes, "seed": args.seed, **config}
+    if args.control:
+        config["min_uncertainty"] = 1e9
+    name = ("learn-control" if args.control else "learn") + (f"-seed{args.seed}" if args.seed else "")
+    return name, learn(config, out / name)
+
+
+def rounds_table(records: list[dict]) -> str:
+    """Markdown: per round, training frames, held-out force / energy MAE per subset, force
+    uncertainty coverage (all test frames) and exploration runs that failed."""
+    subsets = [s for s in records[0]["test"] if s != "all"]
+    header = ["round", "training frames", *(f"{s} F (eV/Å) / E (meV/atom)" for s in subsets),
+              "F within 1σ / 2σ", "failed runs"]
+    rows = []
+    for r in records:
+        errors = [f"{r['test'][s]['forces']['mae']:.3f} / {1e3 * r['test'][s]['energy_per_atom']['mae']:.1f}"
+                  for s in subsets]
+        forces = r["test"]["all"]["uncertainty"]["forces"]
+        rows.append([r["round"], r["pool_frames"], *errors,
+                     f"{forces['coverage_1sigma']:.2f} / {forces['coverage_2sigma']:.2f}",
+                     f"{r['exploration']['stopped']} / {r['exploration']['runs']}"])
+    return table(rows, header)

@@ -20,14 +20,17 @@ docs/uncertainty.md quotes a run.
 
 from __future__ import annotations
 
-import argparse
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 from ase.build import bulk, fcc100, fcc110, fcc111
 from ase.calculators.emt import EMT
 from ase.io import write
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _common as C  # noqa: E402
 
 A0 = 3.6  # Å, lattice constant of every cell (EMT's own is 3.59)
 FACETS = {"Cu(111)": fcc111, "Cu(100)": fcc100, "Cu(110)": fcc110}
@@ -106,17 +109,7 @@ def surface_energies(model_path) -> dict:
 def main(argv=None) -> None:
     import torch
 
-    from nnpcalc.training.train import train
-    from nnpcalc.workflows.learn import learn
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("outdir", type=Path)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--frames", type=int, default=16, help="frames labelled per round")
-    parser.add_argument("--minutes", type=float, default=3.0, help="fine-tuning minutes per round")
-    parser.add_argument("--control", action="store_true", help="label nothing: the same training budget, no new data")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the learn rounds (exploration, splits)")
-    args = parser.parse_args(argv)
+    args = C.learn_arguments(__doc__.splitlines()[0], frames=16, minutes=3.0).parse_args(argv)
     torch.set_num_threads(1)  # a program's choice: one thread, beside other work
     out = args.outdir
     out.mkdir(parents=True, exist_ok=True)
@@ -126,19 +119,11 @@ def main(argv=None) -> None:
         write(out / "test.extxyz", test_data(), format="extxyz")
     recipe = json.loads(json.dumps(RECIPE))
     recipe["data"]["files"] = [str(out / "bulk.extxyz")]
-    recipe |= {"run_dir": str(out / "round0"), "output": str(out / "round0" / "model.pt"),
-               "summary": "Round 0 of the Cu active-learning demo: bulk EMT data only."}
-    if not (out / "round0" / "model.pt").is_file():
-        train(recipe)
-    config = {"model": str(out / "round0" / "model.pt"), "recipe": recipe, "data": [str(out / "bulk.extxyz")],
-              "structures": [str(out / "starts.extxyz")], "test": [str(out / "test.extxyz")], "method": "EMT",
-              "rounds": args.rounds, "frames_per_round": args.frames, "max_epochs": 60, "max_minutes": args.minutes,
+    config = {"data": [str(out / "bulk.extxyz")], "structures": [str(out / "starts.extxyz")],
+              "test": [str(out / "test.extxyz")], "method": "EMT", "max_epochs": 60,
               "explore": {"temperatures_K": [300.0, 900.0], "steps": 300, "sample_every": 10, "relax": True}}
-    name = ("learn-control" if args.control else "learn") + (f"-seed{args.seed}" if args.seed else "")
-    config["seed"] = args.seed
-    if args.control:
-        config["min_uncertainty"] = 1e9
-    records = learn(config, out / name)
+    summary = "Round 0 of the Cu active-learning demo: bulk EMT data only."
+    name, records = C.learn_demo(args, recipe, config, summary)
     surfaces = {"EMT": surface_energies(None)}
     surfaces |= {f"round {r['round']}": surface_energies(r["model"]) for r in records}
     (out / f"surfaces-{name}.json").write_text(json.dumps(surfaces, indent=1))
@@ -146,15 +131,7 @@ def main(argv=None) -> None:
 
 
 def print_tables(records: list[dict], surfaces: dict) -> None:
-    subsets = [s for s in records[0]["test"] if s != "all"]
-    print("| round | training frames | " + " | ".join(f"{s} F MAE (eV/Å)" for s in subsets)
-          + " | F within 2σ (all) | failed runs |")
-    print("|---:|---:|" + "---:|" * (len(subsets) + 2))
-    for r in records:
-        maes = [f"{r['test'][s]['forces']['mae']:.3f}" for s in subsets]
-        cover = r["test"]["all"]["uncertainty"]["forces"]["coverage_2sigma"]
-        print(f"| {r['round']} | {r['pool_frames']} | " + " | ".join(maes)
-              + f" | {cover:.2f} | {r['exploration']['stopped']}/{r['exploration']['runs']} |")
+    print(C.rounds_table(records))
     print("\n| surface energy (J/m²) | " + " | ".join(FACETS) + " |")
     print("|---|" + "---:|" * len(FACETS))
     for name, values in surfaces.items():
