@@ -76,6 +76,14 @@ class NNPCalculator(Calculator):
         with self._lock:
             return super().calculate_properties(atoms, properties)
 
+    def export_properties(self):
+        """ASE's ``Properties`` of the results ASE has names for (``atoms.get_properties``, i-PI's
+        ASE driver): ``energy_uncertainty``/``forces_uncertainty`` are not ASE outputs (a KeyError
+        there) and stay in ``results``."""
+        from ase.outputs import Properties, all_outputs
+
+        return Properties({key: value for key, value in self.results.items() if key in all_outputs})
+
     def __getstate__(self):
         state = self.__dict__.copy()
         del state["_lock"]

@@ -8,7 +8,15 @@ i-PI runs it through its own driver script (``i-pi-py_driver -m custom``)::
 
 ``python -m nnpcalc.ipi_driver`` prints this file's path. ``-o`` takes ``template`` (an
 ASE-readable structure: elements, atom order, pbc, ``info["charge"]``), ``model`` (a file or
-shipped name), and optionally ``dtype``, ``device``, ``charge`` (total charge in e).
+shipped name), and optionally ``dtype``, ``device``, ``charge`` (total charge in e) and
+``uncertainty=true``.
+
+A model with an ensemble energy head (docs/uncertainty.md) sends its uncertainty in each
+reply's ``extras`` JSON string, which i-PI passes through to output
+(``<trajectory filename='unc' extra_type='energy_uncertainty'> extras </trajectory>``):
+``energy_uncertainty`` (eV, every call) and, with ``uncertainty=true`` (K - 1 extra backward
+passes per call), ``forces_uncertainty`` (eV/Å per atom, the template's order). These are the
+model's own units, not i-PI's atomic units.
 
 Stress is served where the template is periodic in all three directions. For anything else
 (molecules, slabs) the virial is zero: i-PI 3.3's ``ASEDriver`` asks every calculator for
@@ -39,10 +47,14 @@ class NNPDriver(ASEDriver):
         model: a model file or the name of a shipped model (default: the shipped default).
         dtype, device: the calculator's precision and device (i-PI itself is float64).
         charge: total charge in e (default: the template's ``info["charge"]``, else 0).
+        uncertainty: also send ``forces_uncertainty`` in the extras (``energy_uncertainty`` goes
+            whenever the model has it).
     """
 
-    def __init__(self, template, model=None, dtype="float64", device="cpu", charge=None, *args, **kwargs):
+    def __init__(self, template, model=None, dtype="float64", device="cpu", charge=None, uncertainty=False,
+                 *args, **kwargs):
         self.model_name, self.dtype, self.device, self.charge = model, dtype, device, charge
+        self.uncertainty = uncertainty
         super().__init__(template, *args, **kwargs)
 
     def check_parameters(self):
@@ -56,8 +68,22 @@ class NNPDriver(ASEDriver):
         # [3,3] virial: i-PI 3.3's own zero for has_stress=False is a flat 9-vector it then rejects
         self.serve_stress = bool(self.template_ase.pbc.all()) and "stress" in self.capabilities
         self.capabilities = [name for name in self.capabilities if name != "stress"] + ["stress"]
-        self.ase_calculator = NNPCalculator(self.model_name, dtype=self.dtype, device=self.device)
+        if self.uncertainty not in (True, False):  # i-PI's -o parser gives bools for true/false only
+            raise ValueError(f"uncertainty={self.uncertainty!r}: give uncertainty=true or uncertainty=false")
+        self.ase_calculator = NNPCalculator(self.model_name, dtype=self.dtype, device=self.device,
+                                            uncertainty=self.uncertainty)
         self.ase_calculator.model.check(self.template_ase)  # unknown elements fail before i-PI starts
+        self.extras = self._extras(self.ase_calculator.model)
+
+    def _extras(self, model) -> list[str]:
+        """The uncertainty outputs sent in i-PI's extras (ASEDriver sends every property beyond
+        energy, forces and stress)."""
+        if self.uncertainty:
+            from nnpcalc.workflows.uncertainty_watch import require_uncertainty
+
+            require_uncertainty(model)
+            return ["energy_uncertainty", "forces_uncertainty"]
+        return ["energy_uncertainty"] if "energy_uncertainty" in model.outputs else []
 
     def compute_structure(self, cell: np.ndarray, pos: np.ndarray):
         """(energy, forces, virial, extras) in i-PI's units for i-PI's cell and positions (bohr)."""
@@ -68,6 +94,8 @@ class NNPDriver(ASEDriver):
         structure.calc = self.ase_calculator
         wanted = [name for name in self.capabilities if name != "stress" or self.serve_stress]
         properties = dict(structure.get_properties(wanted))
+        for name in self.extras:  # computed with the rest (ASE's get_properties knows only its own names)
+            properties[name] = structure.calc.get_property(name, structure)
         if not self.serve_stress:
             properties["stress"] = np.zeros((3, 3))  # no cell to deform: no virial
         return self.post_process(properties, structure)

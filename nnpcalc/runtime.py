@@ -191,11 +191,11 @@ class Model:
     def forward_tensors(
         self, positions: torch.Tensor, numbers: torch.Tensor, cell: torch.Tensor, pbc: torch.Tensor,
         total_charge: torch.Tensor, batch: torch.Tensor, fidelity: str | int | None = None,
-        *, forces: bool = True, stress: bool = True,
+        *, forces: bool = True, stress: bool = True, uncertainty: bool = False,
     ) -> dict[str, torch.Tensor]:
         """One batched call on tensors in ``forward_batch``'s layout (cells as rows), for engines
-        that hold tensors (torch-sim): same graph, chunking and threads as :meth:`compute`.
-        Outputs stay tensors on the model's device, detached."""
+        that hold tensors (torch-sim): same graph, chunking and threads as :meth:`compute`
+        (``uncertainty`` as there). Outputs stay tensors on the model's device, detached."""
         present = numbers.unique().tolist()
         if any(z < 1 or z >= len(chemical_symbols) for z in present):
             raise InvalidStructureError(f"atomic numbers {present} include some outside the periodic table "
@@ -212,7 +212,8 @@ class Model:
         module = self._module_for(graph[0].shape[1])
         with self._calling(graph[0].shape[1]):
             out = module.forward_batch(positions, numbers, cell, pbc, total_charge.to(self.device, self.dtype),
-                                       batch, fid, *graph, compute_forces=forces, compute_stress=stress)
+                                       batch, fid, *graph, compute_forces=forces, compute_stress=stress,
+                                       compute_uncertainty=uncertainty and "forces_uncertainty" in self.outputs)
         return {key: value.detach() for key, value in out.items()}
 
     def _forward(self, module, inputs: tuple, graph: tuple, forces: bool, stress: bool, extra: dict) -> dict:

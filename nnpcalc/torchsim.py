@@ -10,8 +10,12 @@ Every call evaluates all systems of a ``SimState`` in one ``forward_batch`` (one
 autograd pass). torch-sim stores lattice vectors as the *columns* of ``state.cell``; the model,
 like ASE, takes them as rows, so the adapter passes ``state.row_vector_cell``. Energies are
 [n_systems], forces [n_atoms, 3], stress [n_systems, 3, 3] in eV/Å³ with ASE's sign (what torch-sim
-expects), all detached. Written against torch-sim-atomistic 0.3.0 (the newest release that runs
-on Python 3.11); the total charge is read from ``state.charge`` where a torch-sim version has it.
+expects), all detached. The model's other outputs ride along as extra keys, torch-sim's way
+(its integrators read energy, forces and stress; a ``TrajectoryReporter`` property calculator
+or a direct ``model(state)`` reads the rest): ``energy_uncertainty`` [n_systems] for a model
+with an ensemble head, and ``forces_uncertainty`` [n_atoms] with ``uncertainty=True``. Written
+against torch-sim-atomistic 0.3.0 (the newest release that runs on Python 3.11); the total
+charge is read from ``state.charge`` where a torch-sim version has it.
 """
 
 from __future__ import annotations
@@ -43,12 +47,15 @@ class NNPModel(ModelInterface):
             the state carries no ``charge`` of its own.
         fidelity: the fidelity of a multi-fidelity model.
         neighbors: the runtime's neighbour-list back-end ("auto", "vesin", "torch").
+        uncertainty: also return ``forces_uncertainty`` [n_atoms] (eV/Å) at every call (a model
+            with an ensemble energy head: K - 1 extra backward passes); ``energy_uncertainty``
+            [n_systems] (eV) comes with every call of such a model. Settable later.
     """
 
     def __init__(self, model: str | Path | Model | None = None, *, device="cpu", dtype=torch.float64,
                  compute_forces: bool = True, compute_stress: bool = True,
                  total_charge: float | Sequence[float] = 0.0, fidelity: str | int | None = None,
-                 neighbors: str = "auto"):
+                 neighbors: str = "auto", uncertainty: bool = False):
         super().__init__()
         if not isinstance(model, Model):
             model = Model(model, device=device, dtype=dtype, neighbors=neighbors)
@@ -59,6 +66,7 @@ class NNPModel(ModelInterface):
         self.total_charge = total_charge
         self.fidelity = fidelity
         model.fidelity_index(fidelity)  # fail now, not at the first step
+        self.uncertainty = bool(uncertainty)
 
     @ModelInterface.compute_stress.setter
     def compute_stress(self, value: bool) -> None:
@@ -78,6 +86,7 @@ class NNPModel(ModelInterface):
             state.positions, state.atomic_numbers, cell, system_pbc(state.pbc, n_systems, cell.device),
             self.charges(state, n_systems), state.system_idx, self.fidelity,
             forces=self._compute_forces, stress=self._compute_stress,
+            uncertainty=self.uncertainty and self._compute_forces,
         )
         dtype = state.positions.dtype
         return {key: value.to(dtype) if value.is_floating_point() else value for key, value in out.items()}

@@ -239,8 +239,7 @@ def test_md_max_uncertainty_saves_frames_or_stops(model_path, model_file, tmp_pa
     assert len(read(tmp_path / "stop" / "uncertain.extxyz", ":")) == 1
     with pytest.raises(OptionError, match="no uncertainty outputs"):
         run_md(cu_cell(), model_file, outdir=tmp_path / "plain", **common)
-    with pytest.raises(OptionError, match="engine ase"):
-        run_md(cu_cell(), model_path, outdir=tmp_path / "mm", engine="openmm", ensemble="nvt-langevin", **common)
+    # engine openmm: tests/test_uncertainty_engines.py
 
 
 def test_an_ensemble_task_without_the_ensemble_head_is_named():

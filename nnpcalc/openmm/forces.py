@@ -155,7 +155,9 @@ def _torch_force(model: Model, spec: ForceSpec) -> openmm.Force:
 
 
 def _python_force(model: Model, spec: ForceSpec) -> openmm.Force:
-    force = openmm.PythonForce(Compute(spec, model))
+    computation = Compute(spec, model)
+    force = openmm.PythonForce(computation)
+    force.computation = computation  # on this Python object only: System.getForce(i) returns a new one
     force.setUsesPeriodicBoundaryConditions(spec.periodic)
     if spec.indices is not None:
         force.setParticles(list(spec.indices))
@@ -167,12 +169,19 @@ class Compute:
 
     Picklable (OpenMM pickles it to serialize or copy the force): the pickle holds the
     :class:`ForceSpec`, and unpickling reloads the model file from its path.
+
+    OpenMM calls this very object, so ``energy_uncertainty`` holds the model's energy
+    uncertainty (eV) at the last positions it evaluated (a model with an ensemble energy head;
+    NaN before the first call or without one): after ``context.getState(getEnergy=True)``, as a
+    reporter asks, the current ones; after ``integrator.step`` alone, those the last step started
+    from. The ``PythonForce`` that :func:`create_force` returns carries it as ``force.computation``.
     """
 
     def __init__(self, spec: ForceSpec, model: Model | None = None):
         self.spec = spec
         self.module = spec.module(model, select=False)
         self.device = next(self.module.buffers()).device
+        self.energy_uncertainty = float("nan")  #: eV, at the last call
 
     def __call__(self, state: openmm.State):
         positions = torch.from_numpy(state.getPositions(asNumpy=True).value_in_unit(unit.nanometer))
@@ -180,7 +189,10 @@ class Compute:
         if self.spec.periodic:
             box = torch.from_numpy(np.asarray(state.getPeriodicBoxVectors(asNumpy=True).value_in_unit(unit.nanometer)))
         with torch_threads(self.spec.threads), modelfile.calling():
-            energy, forces = self.module(positions.to(self.device), None if box is None else box.to(self.device))
+            energy, forces, out = self.module.evaluate(positions.to(self.device),
+                                                       None if box is None else box.to(self.device))
+        if "energy_uncertainty" in out:
+            self.energy_uncertainty = float(out["energy_uncertainty"])
         return float(energy), forces.detach().cpu().numpy()
 
     def __getstate__(self):

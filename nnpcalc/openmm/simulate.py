@@ -7,7 +7,11 @@ units, or OpenMM's ``.dcd``/``.xtc``) and ``run.lock``. Ensembles: ``nve``
 (``VerletIntegrator``), ``nvt-langevin`` (``LangevinMiddleIntegrator``), ``nvt-nose-hoover``
 (``NoseHooverIntegrator``), ``npt`` (Langevin middle + ``MonteCarloBarostat``; periodic only).
 No checkpoints: an OpenMM run is not resumed. The "MD stopped" checks (``md_watch``) run at
-every log row.
+every log row; ``max_uncertainty`` (``nnp md --engine openmm --max-uncertainty``) is the ASE
+engine's :class:`~nnpcalc.workflows.uncertainty_watch.UncertaintyWatch`, asking an
+``NNPCalculator`` on the same model for ``forces_uncertainty`` at every trajectory frame (any
+force kind: ``TorchForce`` cannot return it, so the checked steps pay one more model call, as
+they do in the ASE engine).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from ..workflows.common import as_model
 from ..workflows.io import FrameWriter
 from ..workflows.md_settings import MDSettings, make_settings
 from ..workflows.md_watch import fused_atoms, why_stop
+from ..workflows.uncertainty_watch import md_watcher
 from .system import create_system
 
 #: OpenMM's own trajectory reporters; ``.extxyz`` frames are written by :class:`Recorder`
@@ -53,6 +58,7 @@ def run_openmm_md(atoms: Atoms, model=None, settings: MDSettings | None = None, 
     _check_options(atoms, s)
     model = as_model(model, s.dtype, s.device)
     model.check(atoms)
+    watch = md_watcher(outdir, s, model)  # max_uncertainty: refused now for a model without uncertainty
     s.model, s.model_sha256 = str(Path(model.path).resolve()), rd.file_sha256(model.path)
     setup = create_system(atoms, model, total_charge=total_charge, kind=kind, dtype=s.dtype, threads=threads)
     if s.ensemble == "npt":
@@ -63,15 +69,25 @@ def run_openmm_md(atoms: Atoms, model=None, settings: MDSettings | None = None, 
     _initial_velocities(simulation.context, setup.system, atoms, setup.rotation, s.temperature_K, s.seed)
     with rd.claim_new_rundir(outdir, overwrite):
         rd.write_settings(outdir, s)
-        return _simulate(simulation, setup, atoms, s, outdir, progress, threads)
+        return _simulate(simulation, setup, atoms, s, outdir, progress, threads, _checker(watch, model))
 
 
-def _simulate(simulation, setup, atoms: Atoms, s: MDSettings, outdir: Path, progress, threads) -> dict:
+def _checker(watch, model):
+    """(the uncertainty watch, an NNPCalculator on ``model`` it asks), or None without a watch."""
+    if watch is None:
+        return None
+    from ..calculator import NNPCalculator
+
+    return watch, NNPCalculator(model)
+
+
+def _simulate(simulation, setup, atoms: Atoms, s: MDSettings, outdir: Path, progress, threads,
+              checker=None) -> dict:
     trajectory = rd.inside(outdir, s.trajectory)
     reporter = OPENMM_TRAJECTORIES.get(trajectory.suffix.lower())
     if reporter is not None:
         simulation.reporters.append(reporter(str(trajectory), s.trajectory_interval))
-    recorder = Recorder(outdir, s, atoms, setup, progress, write_frames=reporter is None)
+    recorder = Recorder(outdir, s, atoms, setup, progress, write_frames=reporter is None, checker=checker)
     simulation.reporters.append(recorder)
     start = time.perf_counter()
     with torch_threads(threads), recorder:
@@ -141,8 +157,10 @@ class Recorder:
     """An OpenMM reporter writing ``md.log`` (and ``.extxyz`` frames) as the ASE engine does, flushed
     per row, and stopping the run with "MD stopped" as the ASE engine would."""
 
-    def __init__(self, outdir: Path, s: MDSettings, atoms: Atoms, setup, progress=None, write_frames=True):
+    def __init__(self, outdir: Path, s: MDSettings, atoms: Atoms, setup, progress=None, write_frames=True,
+                 checker=None):
         self.outdir, self.s, self.setup, self.progress = outdir, s, setup, progress
+        self.checker = checker  # (UncertaintyWatch, NNPCalculator) or None
         self.frame = Atoms(atoms.numbers, pbc=atoms.pbc, cell=atoms.cell, masses=atoms.get_masses())
         self.dof = _degrees_of_freedom(setup.system)
         self._log = open(rd.inside(outdir, rd.LOG), "w")
@@ -159,6 +177,8 @@ class Recorder:
         step = simulation.currentStep
         atoms = self._atoms(state)
         reason = why_stop(atoms, self.s) if step > 0 else fused_atoms(atoms, self.s.fused_distance_factor)
+        if reason is None and step > 0 and self.checker is not None:
+            reason = self._uncertainty(atoms, step)
         if step % self.s.log_interval == 0 or reason:
             self._write_row(self._row(step, state, simulation))
         if self._frames is not None and step % self.s.trajectory_interval == 0 and not reason:
@@ -171,6 +191,13 @@ class Recorder:
             raise stopped(step, self.s.timestep_fs, reason, self.outdir)
         if self.progress is not None and step % self.s.log_interval == 0:
             self.progress(step, self.s.steps)
+
+    def _uncertainty(self, atoms: Atoms, step: int) -> str | None:
+        """The uncertainty watch at ``step`` (flag, save or stop), on a copy with the model's calculator."""
+        watch, calculator = self.checker
+        probe = atoms.copy()
+        probe.calc = calculator
+        return watch.check(probe, step)
 
     def _atoms(self, state) -> Atoms:
         """The state in ASE's frame and units, with energy and forces (OpenMM's frame is ASE's @ R.T)."""

@@ -10,12 +10,16 @@ factors come from :mod:`nnpcalc.units` (passed in at construction).
 The module holds the loaded model file as a submodule and the atomic numbers, periodicity,
 total charge and (for ML/MM) the indices of the particles it covers as buffers. It needs
 nothing but torch: a file written by :func:`save` runs after a bare ``torch.jit.load``.
+
+``evaluate`` (what the ``PythonForce`` path calls) also returns the model's own output dict
+(eV, Å), so its other outputs (``energy_uncertainty``) reach Python; ``TorchForce`` calls only
+``forward`` and cannot pass them on.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Dict, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -64,6 +68,12 @@ class OpenMMModule(nn.Module):
 
     def forward(self, positions: Tensor, box: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
         """positions [N,3] nm, box [3,3] nm → (energy [] kJ/mol, forces [N,3] kJ/mol/nm)."""
+        energy, forces, _ = self.evaluate(positions, box)
+        return energy, forces
+
+    @torch.jit.export
+    def evaluate(self, positions: Tensor, box: Optional[Tensor] = None) -> Tuple[Tensor, Tensor, Dict[str, Tensor]]:
+        """``forward``'s (energy, forces) and the model's output dict (eV, Å; its selected particles)."""
         selected = positions.index_select(0, self.indices) if self.subset else positions
         cell = self._cell(box, selected)
         out = self.model(selected * self.length_scale, self.atomic_numbers, cell, self.pbc, self.total_charge)
@@ -71,7 +81,7 @@ class OpenMMModule(nn.Module):
         forces = (out["forces"] * self.force_scale).to(positions.dtype)
         if self.subset:
             forces = torch.zeros_like(positions).index_copy(0, self.indices, forces)
-        return energy, forces.contiguous()
+        return energy, forces.contiguous(), out
 
     def _cell(self, box: Optional[Tensor], positions: Tensor) -> Tensor:
         """The model's cell in Å: the box for a periodic force, zeros otherwise."""

@@ -171,9 +171,6 @@ def _check_uncertainty(s: MDSettings) -> None:
     if s.uncertainty_action not in UNCERTAINTY_ACTIONS:
         raise OptionError(f"unknown uncertainty action {s.uncertainty_action!r}; choose one of "
                           f"{', '.join(UNCERTAINTY_ACTIONS)}")
-    if s.max_uncertainty and s.engine != "ase":
-        raise OptionError("max_uncertainty needs engine ase (the OpenMM loop does not ask the model for its "
-                          "uncertainty); drop --max-uncertainty or use --engine ase")
 
 
 #: settings that must be > 0, and those that must be >= 0
