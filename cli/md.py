@@ -34,7 +34,7 @@ SETTINGS = [
             "Trajectory file name in the run directory (.extxyz or .traj; OpenMM also .dcd, .xtc)."),
     setting("trajectory_interval", "--trajectory-interval", AT_LEAST_ONE, "Steps between frames."),
     setting("log_interval", "--log-interval", AT_LEAST_ONE, "Steps between log lines."),
-    setting("checkpoint_interval", "--checkpoint-interval", AT_LEAST_ONE, "Steps between checkpoints (ASE engine)."),
+    setting("checkpoint_interval", "--checkpoint-interval", AT_LEAST_ONE, "Steps between checkpoints (both engines)."),
     setting("friction_per_fs", "--friction-per-fs", POSITIVE, "Langevin friction in 1/fs."),
     setting("tau_t_fs", "--tau-t-fs", POSITIVE, "Nose-Hoover/Bussi/MTK thermostat time in fs."),
     setting("tau_p_fs", "--tau-p-fs", POSITIVE, "MTK barostat time in fs (ASE engine)."),

@@ -298,7 +298,7 @@ RESUME_CASES = [
     ("log-symlink-outside", RunDirectoryError, "points outside the run directory"),
     ("log-shorter", RunDirectoryError, "holds 40 bytes but the checkpoint recorded"),
     ("trajectory-shorter", RunDirectoryError, "cannot continue record for record"),
-    ("openmm-run", RunDirectoryError, "resume is for runs of the ASE engine"),
+    ("openmm-run", CheckpointError, "was written by the ASE engine, but run.json says engine openmm"),
 ]
 
 

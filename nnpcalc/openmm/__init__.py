@@ -11,6 +11,7 @@ _LAZY = {
     "OpenMMSetup": "system",
     "from_atoms": "topology",
     "run_openmm_md": "simulate",
+    "resume_openmm_md": "simulate",
 }
 
 __all__ = list(_LAZY)

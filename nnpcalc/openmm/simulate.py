@@ -6,8 +6,11 @@ ensemble table, one set of defaults) and writing the same run directory: ``run.j
 units, or OpenMM's ``.dcd``/``.xtc``) and ``run.lock``. Ensembles: ``nve``
 (``VerletIntegrator``), ``nvt-langevin`` (``LangevinMiddleIntegrator``), ``nvt-nose-hoover``
 (``NoseHooverIntegrator``), ``npt`` (Langevin middle + ``MonteCarloBarostat``; periodic only).
-No checkpoints: an OpenMM run is not resumed. The "MD stopped" checks (``md_watch``) run at
-every log row; ``max_uncertainty`` (``nnp md --engine openmm --max-uncertainty``) is the ASE
+``checkpoint.npz`` at step 0, every ``checkpoint_interval`` steps and at the end
+(:mod:`.checkpoint`), and :func:`resume_openmm_md` continues from it as the uninterrupted run
+would have. The log's pressure is the ASE engine's (the model's stress with the ideal-gas term,
+from an ``NNPCalculator`` on the same model at each log row of a periodic run; NaN without a box).
+The "MD stopped" checks (``md_watch``) run at every log row; ``max_uncertainty`` (``nnp md --engine openmm --max-uncertainty``) is the ASE
 engine's :class:`~nnpcalc.workflows.uncertainty_watch.UncertaintyWatch`, asking an
 ``NNPCalculator`` on the same model for ``forces_uncertainty`` at every trajectory frame (any
 force kind: ``TorchForce`` cannot return it, so the checked steps pay one more model call, as
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -28,14 +32,16 @@ import openmm.unit as unit
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
+from ..errors import CheckpointError, OptionError, RunDirectoryError
 from ..threads import torch_threads
-from ..units import EV_TO_KJ_PER_MOL, FS_TO_ASE_TIME, NM_TO_ANGSTROM, PS_TO_FS
+from ..units import EV_PER_A3_TO_GPA, EV_TO_KJ_PER_MOL, FS_TO_ASE_TIME, NM_TO_ANGSTROM, PS_TO_FS
 from ..workflows import md_rundir as rd
 from ..workflows.common import as_model
 from ..workflows.io import FrameWriter
 from ..workflows.md_settings import MDSettings, make_settings
 from ..workflows.md_watch import fused_atoms, why_stop
 from ..workflows.uncertainty_watch import md_watcher
+from . import checkpoint as ck
 from .system import create_system
 
 #: OpenMM's own trajectory reporters; ``.extxyz`` frames are written by :class:`Recorder`
@@ -60,16 +66,82 @@ def run_openmm_md(atoms: Atoms, model=None, settings: MDSettings | None = None, 
     model.check(atoms)
     watch = md_watcher(outdir, s, model)  # max_uncertainty: refused now for a model without uncertainty
     s.model, s.model_sha256 = str(Path(model.path).resolve()), rd.file_sha256(model.path)
+    simulation, setup = _build(atoms, model, s, platform, kind, threads, total_charge)
+    simulation.context.setPositions(setup.positions)
+    _initial_velocities(simulation.context, setup.system, atoms, setup.rotation, s.temperature_K, s.seed)
+    charge = _charge(atoms, total_charge)
+    system = ck.system_arrays(atoms, setup.rotation)
+    with rd.claim_new_rundir(outdir, overwrite):
+        rd.write_settings(outdir, s, **{ck.RECORD: ck.system_record(system, charge)})
+        checkpoints = ck.Checkpoints(outdir, s.seed, system, charge)
+        return _simulate(simulation, setup, atoms, s, outdir, progress, threads, _checker(watch, model),
+                         checkpoints=checkpoints, model=model)
+
+
+def resume_openmm_md(rundir: str | Path, *, steps: int | None = None, model=None, platform: str = "CPU",
+                     kind: str = "auto", threads: int | None = 1,
+                     progress: Callable[[int, int], None] | None = None, **changes) -> dict:
+    """Continue the OpenMM run in ``rundir`` from its checkpoint, up to its ``steps`` (or a new total).
+
+    As :func:`nnpcalc.workflows.md.resume_md` (which calls this for an OpenMM run): ``changes``
+    other than the run's values are refused, ``model`` must be the run's file, the log and
+    trajectory are cut back to the checkpoint. ``platform``, ``kind``, ``threads`` as in
+    :func:`run_openmm_md`. A checkpoint of the ASE engine or of another system is refused.
+    """
+    rundir = rd.open_rundir(rundir)
+    with rd.RunLock(rundir):
+        s = rd.read_settings(rundir)
+        rd.refuse_changes(s, changes, rundir)
+        if changes.get("device") is not None:
+            s = replace(s, device=changes["device"]).validate()
+        if s.engine != "openmm":
+            raise RunDirectoryError(f"{rundir} is a run of the ASE engine; continue it with resume_md "
+                                    "(`nnp md --resume`)")
+        record = rd.read_record(rundir, ck.RECORD)
+        saved = ck.load(rundir, record)
+        if steps is not None:
+            if steps < saved.step:
+                raise OptionError(f"{rundir} is already at step {saved.step}; give a total of at least that many steps")
+            s = replace(s, steps=steps).validate()
+        model = as_model(model or s.model, s.dtype, s.device)
+        rd.check_model(s, model.path, rundir)
+        watch = md_watcher(rundir, s, model)
+        simulation, setup, atoms = _rebuild(saved, model, s, platform, kind, threads)
+        ck.trim_outputs(rundir, s, saved.outputs)
+        rd.write_settings(rundir, s, **{ck.RECORD: record})
+        checkpoints = ck.Checkpoints(rundir, s.seed, saved.system, saved.total_charge)
+        return _simulate(simulation, setup, atoms, s, rundir, progress, threads, _checker(watch, model),
+                         checkpoints=checkpoints, model=model, resume=saved)
+
+
+def _build(atoms: Atoms, model, s: MDSettings, platform: str, kind: str, threads, total_charge):
+    """(Simulation, OpenMMSetup) of ``atoms`` with the integrator (and barostat) of ``s``."""
     setup = create_system(atoms, model, total_charge=total_charge, kind=kind, dtype=s.dtype, threads=threads)
     if s.ensemble == "npt":
         _add_barostat(setup.system, s)
     integrator = _integrator(s)
     simulation = app.Simulation(setup.topology, setup.system, integrator, openmm.Platform.getPlatformByName(platform))
-    simulation.context.setPositions(setup.positions)
-    _initial_velocities(simulation.context, setup.system, atoms, setup.rotation, s.temperature_K, s.seed)
-    with rd.claim_new_rundir(outdir, overwrite):
-        rd.write_settings(outdir, s)
-        return _simulate(simulation, setup, atoms, s, outdir, progress, threads, _checker(watch, model))
+    return simulation, setup
+
+
+def _rebuild(saved: ck.OpenMMCheckpoint, model, s: MDSettings, platform: str, kind: str, threads):
+    """(Simulation, OpenMMSetup, atoms) of the run again, in the checkpoint's state (as the run restarted there)."""
+    rotation = saved.system["rotation"]
+    state = ck.state_from_xml(saved.state_xml)
+    positions = state.getPositions(asNumpy=True).value_in_unit(unit.nanometer) @ rotation * NM_TO_ANGSTROM
+    atoms = saved.atoms(positions)
+    simulation, setup = _build(atoms, model, s, platform, kind, threads, saved.total_charge)
+    if not np.allclose(setup.rotation, rotation, rtol=0, atol=1e-12):
+        raise CheckpointError(f"the checkpoint's frame rotation {rotation.tolist()} is not the one its cell gives "
+                              f"({setup.rotation.tolist()}): the file was edited; restore the run's own checkpoint")
+    ck.restart(simulation, saved.state_xml, ck.segment_seed(s.seed, saved.step))
+    return simulation, setup, atoms
+
+
+def _charge(atoms: Atoms, total_charge: float | None) -> float:
+    from ..charge import total_charge as read_total_charge
+
+    return float(read_total_charge(atoms) if total_charge is None else total_charge)
 
 
 def _checker(watch, model):
@@ -82,24 +154,48 @@ def _checker(watch, model):
 
 
 def _simulate(simulation, setup, atoms: Atoms, s: MDSettings, outdir: Path, progress, threads,
-              checker=None) -> dict:
+              checker=None, checkpoints: ck.Checkpoints | None = None, model=None,
+              resume: ck.OpenMMCheckpoint | None = None) -> dict:
     trajectory = rd.inside(outdir, s.trajectory)
     reporter = OPENMM_TRAJECTORIES.get(trajectory.suffix.lower())
     if reporter is not None:
-        simulation.reporters.append(reporter(str(trajectory), s.trajectory_interval))
-    recorder = Recorder(outdir, s, atoms, setup, progress, write_frames=reporter is None, checker=checker)
+        append = resume is not None and resume.outputs["trajectory_bytes"] > 0
+        simulation.reporters.append(reporter(str(trajectory), s.trajectory_interval, append=append))
+    recorder = Recorder(outdir, s, atoms, setup, progress, write_frames=reporter is None, checker=checker,
+                        model=model, resume=resume)
     simulation.reporters.append(recorder)
     start = time.perf_counter()
     with torch_threads(threads), recorder:
-        recorder.report(simulation, simulation.context.getState(getEnergy=True, getPositions=True,
-                                                                getVelocities=True, getForces=True))
-        simulation.step(s.steps)
+        state = simulation.context.getState(getEnergy=True, getPositions=True, getVelocities=True, getForces=True)
+        if resume is None:
+            recorder.report(simulation, state)
+            if checkpoints is not None:
+                checkpoints.save_and_restart(simulation, recorder.position(0))
+        else:  # the checkpoint's step is in the log already: its row only starts the statistics
+            recorder.rows.append(recorder._row(resume.step, state, simulation, recorder._atoms(state)))
+        _advance(simulation, s, recorder, checkpoints)
     wall_s = time.perf_counter() - start
     summary = _summary(s, setup, wall_s) | {"platform": simulation.context.getPlatform().getName()}
     summary |= recorder.statistics()
     if s.ensemble != "nve":
         del summary["max_total_energy_drift_eV"]  # a thermostat or barostat exchanges energy
     return summary | {"trajectory": str(trajectory), "log": str(outdir / rd.LOG)}
+
+
+def _advance(simulation, s: MDSettings, recorder, checkpoints: ck.Checkpoints | None) -> None:
+    """Step to ``s.steps``, saving a checkpoint and restarting from it every ``checkpoint_interval`` steps."""
+    step = simulation.currentStep
+    if checkpoints is None:
+        simulation.step(max(s.steps - step, 0))
+        return
+    while step < s.steps:
+        target = min((step // s.checkpoint_interval + 1) * s.checkpoint_interval, s.steps)
+        simulation.step(target - step)
+        step = target
+        if step < s.steps:
+            checkpoints.save_and_restart(simulation, recorder.position(step))
+        else:
+            checkpoints.save(simulation, recorder.position(step))
 
 
 def _check_options(atoms: Atoms, s: MDSettings) -> None:
@@ -158,14 +254,20 @@ class Recorder:
     per row, and stopping the run with "MD stopped" as the ASE engine would."""
 
     def __init__(self, outdir: Path, s: MDSettings, atoms: Atoms, setup, progress=None, write_frames=True,
-                 checker=None):
+                 checker=None, model=None, resume=None):
         self.outdir, self.s, self.setup, self.progress = outdir, s, setup, progress
         self.checker = checker  # (UncertaintyWatch, NNPCalculator) or None
         self.frame = Atoms(atoms.numbers, pbc=atoms.pbc, cell=atoms.cell, masses=atoms.get_masses())
         self.dof = _degrees_of_freedom(setup.system)
-        self._log = open(rd.inside(outdir, rd.LOG), "w")
-        self._log.write(rd.log_header())
-        self._frames = FrameWriter(rd.inside(outdir, s.trajectory), "w") if write_frames else None
+        self.stress = _stress_calculator(model) if model is not None and atoms.pbc.all() else None
+        mode = "w" if resume is None else "a"  # a resume appends to files cut back to the checkpoint
+        self._log = open(rd.inside(outdir, rd.LOG), mode)
+        if resume is None:
+            self._log.write(rd.log_header())
+        self._trajectory = rd.inside(outdir, s.trajectory)
+        self._frames = FrameWriter(self._trajectory, mode) if write_frames else None
+        self.frames = 0 if resume is None else resume.outputs["trajectory_frames"]  #: .extxyz frames written
+        self.unstepped = 0 if resume is None else resume.step  #: the step before the integrator's first
         self.rows: list[list[float]] = []
 
     def describeNextReport(self, simulation):
@@ -180,9 +282,10 @@ class Recorder:
         if reason is None and step > 0 and self.checker is not None:
             reason = self._uncertainty(atoms, step)
         if step % self.s.log_interval == 0 or reason:
-            self._write_row(self._row(step, state, simulation))
+            self._write_row(self._row(step, state, simulation, atoms))
         if self._frames is not None and step % self.s.trajectory_interval == 0 and not reason:
             self._frames.write(atoms)
+            self.frames += 1
         if reason:
             from ..workflows.md import stopped
 
@@ -214,7 +317,21 @@ class Recorder:
         atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
         return atoms
 
-    def _row(self, step: int, state, simulation) -> list[float]:
+    def position(self, step: int) -> dict[str, int]:
+        """How far the log and trajectory are written at ``step`` (a checkpoint's ``outputs``)."""
+        frames = self.frames if self._frames is not None else step // self.s.trajectory_interval
+        size = self._trajectory.stat().st_size if self._trajectory.exists() else 0
+        return {"log_bytes": self._log.tell(), "trajectory_bytes": size, "trajectory_frames": frames}
+
+    def _pressure(self, atoms: Atoms) -> float:
+        """GPa, as the ASE engine's log: −trace(model stress + ideal-gas term)/3; NaN without a 3D box."""
+        if self.stress is None:
+            return math.nan
+        probe = atoms.copy()
+        probe.calc = self.stress
+        return -np.trace(probe.get_stress(voigt=False, include_ideal_gas=True)) / 3 * EV_PER_A3_TO_GPA
+
+    def _row(self, step: int, state, simulation, atoms: Atoms) -> list[float]:
         kj_per_mol = unit.kilojoule_per_mole
         potential = state.getPotentialEnergy().value_in_unit(kj_per_mol) / EV_TO_KJ_PER_MOL
         kinetic = state.getKineticEnergy().value_in_unit(kj_per_mol) / EV_TO_KJ_PER_MOL
@@ -223,11 +340,16 @@ class Recorder:
         periodic = simulation.system.usesPeriodicBoundaryConditions()
         volume = state.getPeriodicBoxVolume().value_in_unit(unit.nanometer**3) * NM_TO_ANGSTROM**3 if periodic else math.nan
         return [step, step * self.s.timestep_fs / PS_TO_FS, potential, kinetic, potential + kinetic,
-                self._conserved(potential + kinetic, simulation.integrator), temperature, math.nan, volume]
+                self._conserved(potential + kinetic, simulation.integrator, step), temperature, self._pressure(atoms),
+                volume]
 
-    def _conserved(self, total: float, integrator) -> float:
+    def _conserved(self, total: float, integrator, step: int) -> float:
         if self.s.ensemble == "nve":
             return total
+        if self.s.ensemble == "nvt-nose-hoover" and step == self.unstepped:
+            # OpenMM 8.6 segfaults in computeHeatBathEnergy before the integrator's first step; a fresh
+            # chain is at rest (bath energy 0), a resumed one is only known after a step (NaN, not logged)
+            return total if step == 0 else math.nan
         if self.s.ensemble == "nvt-nose-hoover":
             return total + integrator.computeHeatBathEnergy().value_in_unit(unit.kilojoule_per_mole) / EV_TO_KJ_PER_MOL
         return math.nan  # Langevin and the Monte Carlo barostat conserve nothing
@@ -253,6 +375,12 @@ class Recorder:
         self._log.close()
         if self._frames is not None:
             self._frames.close()
+
+
+def _stress_calculator(model):
+    from ..calculator import NNPCalculator
+
+    return NNPCalculator(model)
 
 
 def _summary(s: MDSettings, setup, wall_s: float) -> dict:

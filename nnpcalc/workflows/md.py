@@ -87,14 +87,16 @@ def resume_md(outdir: str | Path, *, steps: int | None = None, model: str | Path
     continues the run exactly: start a new run to change the physics.
     """
     rundir = rd.open_rundir(outdir)
+    if rd.read_settings(rundir).engine == "openmm":  # read again under the run's lock there
+        return _resume_openmm(rundir, steps, model, progress, changes)
     with rd.RunLock(rundir):
         settings = rd.read_settings(rundir)
         rd.refuse_changes(settings, changes, rundir)
         if changes.get("device") is not None:  # resumable: the run continues on another device
             settings = replace(settings, device=changes["device"]).validate()
         if settings.engine != "ase":
-            raise RunDirectoryError(f"{rundir} is an OpenMM run; resume is for runs of the ASE engine "
-                                    "(start a new run from its last frame)")
+            raise RunDirectoryError(f"{rundir} was an ASE-engine run when the resume began and is now a "
+                                    f"{settings.engine} run: another process changed its run.json; try again")
         ckpt = state.load_checkpoint(rundir, settings)
         if steps is not None:
             if steps < ckpt.step:
@@ -244,5 +246,20 @@ def _run_openmm(atoms: Atoms, model, s: MDSettings, outdir: Path, overwrite: boo
     with progress_bar(s.steps, f"md {s.ensemble} (openmm)", progress) as bar:
         result = run_openmm_md(atoms, model, s, outdir=outdir, overwrite=overwrite,
                                progress=lambda step, total: bar.update(step - bar.n))
-    files = {"settings": outdir / rd.SETTINGS, "log": outdir / rd.LOG, "trajectory": outdir / s.trajectory}
+    files = {"settings": outdir / rd.SETTINGS, "log": outdir / rd.LOG, "trajectory": outdir / s.trajectory,
+             "checkpoint": outdir / rd.CHECKPOINT}
     return MDResult(outdir, int(result["steps"]), None, result.get("ns_per_day"), files)
+
+
+def _resume_openmm(rundir: Path, steps: int | None, model, progress: bool, changes: dict) -> MDResult:
+    """Hand the resume of an OpenMM run to nnpcalc.openmm.simulate.resume_openmm_md."""
+    from ..openmm.simulate import resume_openmm_md
+
+    s = rd.read_settings(rundir)
+    total = steps if steps is not None else s.steps
+    with progress_bar(total, f"md {s.ensemble} (openmm)", progress) as bar:
+        result = resume_openmm_md(rundir, steps=steps, model=model, progress=lambda step, _: bar.update(step - bar.n),
+                                  **changes)
+    files = {"settings": rundir / rd.SETTINGS, "log": rundir / rd.LOG, "trajectory": rundir / s.trajectory,
+             "checkpoint": rundir / rd.CHECKPOINT}
+    return MDResult(rundir, int(result["steps"]), None, result.get("ns_per_day"), files)

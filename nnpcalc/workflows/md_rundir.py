@@ -130,9 +130,16 @@ def inside(rundir: Path, name: str) -> Path:
     return path
 
 
-def write_settings(rundir: Path, settings: MDSettings) -> None:
-    text = json.dumps({"nnpcalc_version": __version__, **settings.as_dict()}, indent=2)
+def write_settings(rundir: Path, settings: MDSettings, **records) -> None:
+    """``run.json``: the settings, and ``records`` an engine keeps about the run (OpenMM: its system)."""
+    text = json.dumps({"nnpcalc_version": __version__, **settings.as_dict(), **records}, indent=2)
     atomic_write(inside(rundir, SETTINGS), text.encode())
+
+
+def read_record(rundir: Path, name: str):
+    """A record :func:`write_settings` kept in ``run.json`` (None when absent); call after :func:`read_settings`."""
+    value = json.loads(inside(rundir, SETTINGS).read_text()).get(name)
+    return value if isinstance(value, dict) else None
 
 
 def read_settings(rundir: Path) -> MDSettings:
