@@ -192,3 +192,26 @@ def test_openmm_md_max_uncertainty_saves_flags_and_stops_as_the_ase_engine(ensem
     with pytest.raises(OptionError, match="no uncertainty outputs"):
         run_md(cu_cell(), model_file, outdir=tmp_path / "plain", **common)
     assert not (tmp_path / "plain").exists()  # refused before the run directory
+
+
+def test_nnp_md_engine_openmm_max_uncertainty_stops(ensemble_path, tmp_path):
+    pytest.importorskip("openmm")
+    from click.testing import CliRunner
+
+    from nnpcalc.cli.main import main
+
+    write(tmp_path / "cu.extxyz", cu_cell())
+    result = CliRunner().invoke(main, ["md", str(tmp_path / "cu.extxyz"), "-m", str(ensemble_path), "--engine",
+                                       "openmm", "--steps", "4", "--trajectory-interval", "2", "-o",
+                                       str(tmp_path / "run"), "--max-uncertainty", "1e-9",
+                                       "--uncertainty-action", "stop", "-q"])
+    assert result.exit_code != 0 and "force uncertainty" in result.output, result.output
+    assert [f.info["step"] for f in read(tmp_path / "run" / "uncertain.extxyz", ":")] == [2]
+
+
+def test_ase_get_properties_works_with_uncertainty_outputs(ensemble_path):
+    """``atoms.get_properties`` (what i-PI's ASEDriver calls) keeps to ASE's names (a KeyError before)."""
+    atoms = cu_cell()
+    atoms.calc = NNPCalculator(ensemble_path, dtype="float64", uncertainty=True, warn_uncertainty=0)
+    properties = atoms.get_properties(["energy", "forces"])
+    assert "energy_uncertainty" not in properties and atoms.calc.results["energy_uncertainty"] > 0
