@@ -162,7 +162,6 @@ def test_old_tensornet_layout_is_remixed_like_upstream(tmp_path):
     ({"model": "tensornet", "prior_model": ["Coulomb"]}, r"Coulomb prior cannot be exported: .* per-atom partial charges"),
     ({"model": "tensornet", "prior_model": ["Coulomb"]}, r"ScalarPlusWeightedCoulomb on model tensornet2"),
     ({"model": "tensornet", "output_model": "ScalarPlusWeightedCoulomb"}, "reads the charge channels of model tensornet2"),
-    ({"model": "tensornet2", "repulsion": True}, "repulsion=True"),
     ({"model": "tensornet", "prior_model": "ZBL", "prior_args": {**ZBL_ARGS, "cutoff_distance": 9.0}},
      "exceeds the model's cutoff_upper"),
 ])
@@ -192,10 +191,12 @@ TENSORNET2_CASES = {
     "tensornet2-coulomb": {"model": "tensornet2", "q_dim": 2, "output_model": "ScalarPlusWeightedCoulomb",
                            "q_weights": Q_WEIGHTS, "output_mlp_num_layers": 1,
                            "prior_model": ["Atomref", "D2", "ZBL"], "prior_args": [ATOMREF, D2_ARGS, ZBL_ARGS]},
-    # reaction field within 4.2 Å (molecules and boxes), the total charge as an input, averaged energies
+    # reaction field within 4.2 Å (molecules and boxes), the total charge as an input, averaged energies,
+    # the in-backbone ZBL repulsion (scaled by std, as upstream)
     "tensornet2-coulomb-cutoff": {"model": "tensornet2", "q_dim": 2, "output_model": "ScalarPlusWeightedCoulomb",
                                   "q_weights": Q_WEIGHTS, "coulomb_cutoff": 4.2, "charge": True,
-                                  "reduce_op": "mean", "equivariance_invariance_group": "SO(3)"},
+                                  "reduce_op": "mean", "equivariance_invariance_group": "SO(3)",
+                                  "repulsion": True},
 }
 
 
@@ -247,6 +248,12 @@ def test_tensornet2_and_its_coulomb_output_match_upstream(pure_python_tensornet2
     ethanol = ase_build.molecule("CH3CH2OH")
     for charge in (0, 1):
         _compare(calc, upstream, ethanol, charge, hparams["charge"])
+    if hparams.get("repulsion"):  # upstream's ZBL acts inside covalent radii: a compressed ethanol
+        assert meta["heads"][:2] == ["energy", "torchmd_repulsion"]
+        squeezed = ethanol.copy()
+        squeezed.positions *= 0.75
+        _compare(calc, upstream, squeezed, 0, hparams["charge"])
+        assert float(upstream.representation_model.extra_energy.detach().sum()) > 1.0  # seen by the comparison
     if case == "tensornet2-coulomb":  # all pairs: molecules only, as upstream
         assert meta["periodic"] is False
         with pytest.raises(InvalidStructureError, match="molecules only"):

@@ -22,7 +22,7 @@ from ase.data import atomic_numbers
 from . import heads as H
 from .potential import Potential
 from .priors import ZBLRepulsion
-from .torchmd_priors import TorchMDD2, TorchMDZBL
+from .torchmd_priors import TorchMDD2, TorchMDRepulsion, TorchMDZBL
 from .radial import DEFAULT_CUTOFF
 from .uncertainty import EnsembleEnergyHead
 
@@ -146,6 +146,9 @@ HEAD_KINDS: dict[str, HeadKind] = {
     "torchmd_d2": HeadKind(lambda s, g: TorchMDD2(
         s["cutoff_distance"], s["distance_scale"], s["energy_scale"], int(s["num_types"]))),
     "torchmd_scalar_coulomb": HeadKind(_torchmd_coulomb),
+    # TensorNet2's in-backbone ZBL repulsion (repulsion=True), scaled like the energy head's atoms
+    "torchmd_repulsion": HeadKind(lambda s, g: TorchMDRepulsion(
+        int(s["num_elements"]), float(s.get("cutoff_lower", 0.0)), s.get("reduce", "sum"))),
 }
 
 

@@ -6,6 +6,9 @@ dispersion with its C6/R_r tables as stored in the checkpoint (buffers ``Z_map``
 applies periodic boundaries (it calls its neighbour list without the box), so the port serves
 molecules only and refuses periodic cells (``periodic = False``).
 
+:class:`TorchMDRepulsion` is TensorNet2's in-backbone ZBL (``RepulsionZBL``, ``repulsion=True``),
+a head on the backbone's own pairs.
+
 :class:`TorchMDZBL` is upstream's ``ZBL`` prior (``torchmdnet/priors/zbl.py``): its rounded
 screening constants, a cosine cutoff at its own ``cutoff_distance`` (not nnpcalc's
 covalent-radius switch, hence a port rather than :class:`~nnpcalc.nn.priors.ZBLRepulsion`),
@@ -135,6 +138,63 @@ class TorchMDD2(Head):
         half = 0.5 * self.pair_energy(numbers[i], numbers[j], r)
         n = numbers.shape[0]
         energies = (scatter_sum(half, i, n) + scatter_sum(half, j, n)).to(outputs["energies"].dtype)
+        outputs["energies"] = outputs["energies"] + energies
+        outputs["energy"] = outputs["energy"] + scatter_sum(energies, batch, outputs["energy"].shape[0])
+        return outputs
+
+
+class TorchMDRepulsion(Head):
+    """TensorNet2's in-backbone ZBL repulsion (upstream's ``RepulsionZBL``, ``repulsion=True``).
+
+    ``e_i = ½ Σ_j k Z_i Z_j / r φ(r/a) f_c(r/r_ij)`` over the backbone's own pairs (r ≥ ``cutoff_lower``),
+    ``a = 0.4543 a₀ / (Z_i^0.3 + Z_j^0.3)``, ``f_c`` a polynomial envelope (p = 6) to zero at the sum of
+    covalent radii ``r_ij``: the checkpoint's buffers ``z_pow``, ``z_outer``, ``cutoff_ab``. Upstream adds
+    it to the output model's per-atom energies before the standardisation, so the head scales it by
+    ``scale`` (std) and, for averaged energies, divides by N + 1 as upstream's mean does.
+    """
+
+    name = "torchmd_repulsion"
+    outputs: tuple = ()  # adds to "energy" and "energies"
+
+    def __init__(self, num_elements: int, cutoff_lower: float = 0.0, reduce: str = "sum"):
+        super().__init__()
+        self.num_elements = int(num_elements)
+        self.cutoff_lower = float(cutoff_lower)
+        self.average = reduce == "mean"
+        # upstream's constants (Å, eV), as attributes: TorchScript
+        self.a_prefactor, self.angstrom_to_bohr, self.a_exp = 0.4543, 1.8897261258369282, 0.300
+        self.coulomb_ev_angstrom, self.envelope_p = 14.399645, 6.0
+        self.register_buffer("z_pow", torch.zeros(self.num_elements))
+        self.register_buffer("z_outer", torch.zeros(self.num_elements, self.num_elements))
+        self.register_buffer("cutoff_ab", torch.zeros(self.num_elements, self.num_elements))
+        self.register_buffer("scale", torch.ones((), dtype=torch.float64))
+
+    def atom_energies(self, numbers: Tensor, edge_index: Tensor, r: Tensor) -> Tensor:
+        """Per-atom repulsion [N] (eV) from a full pair list (both directions)."""
+        keep = (r > 0) & (r >= self.cutoff_lower)
+        r = r.masked_fill(~keep, 1.0)
+        za = numbers[edge_index[0]].clamp(max=self.num_elements - 1)
+        zb = numbers[edge_index[1]].clamp(max=self.num_elements - 1)
+        a = self.a_prefactor * (1.0 / self.angstrom_to_bohr) / (self.z_pow[za] + self.z_pow[zb])
+        x = r / a
+        phi = (0.1818 * torch.exp(-3.2 * x) + 0.5099 * torch.exp(-0.9423 * x)
+               + 0.2802 * torch.exp(-0.4029 * x) + 0.02817 * torch.exp(-0.2016 * x))
+        cutoff = self.cutoff_ab[za, zb].to(r.dtype)
+        p = self.envelope_p
+        rr = (r / cutoff).clamp(max=1.0)
+        fc = (1.0 - ((p + 1.0) * (p + 2.0) / 2.0) * rr.pow(p) + p * (p + 2.0) * rr.pow(p + 1.0)
+              - (p * (p + 1.0) / 2.0) * rr.pow(p + 2.0)) * (r < cutoff)
+        pair = self.coulomb_ev_angstrom * (self.z_outer[za, zb].to(r.dtype) / r) * phi * fc
+        pair = pair * keep.to(pair.dtype)
+        return 0.5 * scatter_sum(pair, edge_index[0], numbers.shape[0])
+
+    def forward(self, x: Tensor, system: Dict[str, Tensor], outputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        f64, batch = torch.float64, system["batch"]
+        energies = self.atom_energies(system["numbers"], system["edge_index"], system["edge_len"]).to(f64)
+        energies = energies * self.scale.to(f64)
+        if self.average:  # upstream's scatter mean counts its zero start: / (N + 1)
+            counts = torch.bincount(batch, minlength=outputs["energy"].shape[0]).to(f64)
+            energies = energies / (counts + 1)[batch]
         outputs["energies"] = outputs["energies"] + energies
         outputs["energy"] = outputs["energy"] + scatter_sum(energies, batch, outputs["energy"].shape[0])
         return outputs

@@ -12,7 +12,7 @@ does not take (docs/electrostatics.md). The
 exported file computes upstream's ``TorchMD_Net.forward`` energy: the backbone is nnpcalc's
 port with upstream's parameter names, the head (``torchmd_scalar``,
 ``torchmd_equivariant_scalar`` or ``torchmd_scalar_coulomb``) is upstream's output model plus
-std, mean and atomref.
+std, mean and atomref; TensorNet2's ``repulsion=True`` ZBL is a ``torchmd_repulsion`` head after it.
 
 Upstream behaviour kept: an Atomref prior disabled at training (``--remove-ref-energy``) stays
 disabled, as ``load_model`` leaves it; a TensorNet trained without ``charge`` ignores the
@@ -123,11 +123,6 @@ def _check_supported(hparams: dict) -> None:
             f"torchmd-net output model ScalarPlusWeightedCoulomb reads the charge channels of model "
             f"tensornet2, not {model!r} (upstream cannot run this combination either)"
         )
-    if model == "tensornet2" and hparams.get("repulsion", False):
-        raise ModelFileError(
-            "torchmd-net tensornet2 with repulsion=True (its in-backbone RepulsionZBL) cannot be exported "
-            "yet; retrain without it, or with the ZBL prior, which nnpcalc imports exactly"
-        )
     if hparams.get("reduce_op", "add") not in ("add", "sum", "mean"):
         raise ModelFileError(f"torchmd-net reduce_op {hparams['reduce_op']!r} is not one of add, sum, mean")
     if hparams.get("atom_filter", -1) > -1:
@@ -230,8 +225,20 @@ def architecture_from_hparams(hparams: dict, elements: list[str] | None = None) 
         head |= _coulomb_head(hparams)
     return Architecture(
         elements=_check_elements(list(elements), max_z, hparams), backbone=MODELS[hparams["model"]],
-        backbone_kwargs=_backbone_kwargs(hparams), heads=[head] + _prior_heads(hparams), fidelities=["default"],
+        backbone_kwargs=_backbone_kwargs(hparams), heads=[head] + _repulsion_heads(hparams) + _prior_heads(hparams),
+        fidelities=["default"],
     )
+
+
+def _repulsion_heads(hparams: dict) -> list[dict]:
+    """TensorNet2's ``repulsion=True`` ZBL term as a head after the energy head (none otherwise)."""
+    if hparams["model"] != "tensornet2" or not hparams.get("repulsion", False):
+        return []
+    from ase.data import covalent_radii
+
+    return [{"kind": "torchmd_repulsion", "num_elements": min(int(hparams["max_z"]), len(covalent_radii)),
+             "cutoff_lower": float(hparams["cutoff_lower"]),
+             "reduce": "mean" if hparams.get("reduce_op", "add") == "mean" else "sum"}]
 
 
 def _coulomb_head(hparams: dict) -> dict:
@@ -316,8 +323,9 @@ def _renamed(state: dict) -> dict[str, torch.Tensor]:
     """Upstream's backbone and output-model weights under nnpcalc's names."""
     renamed = {}
     for key, value in state.items():
-        if key.startswith(("representation_model.distance.", "output_model.distance.", "prior_model.")):
-            continue  # the neighbour lists' boxes; the priors are read separately
+        if key.startswith(("representation_model.distance.", "output_model.distance.", "prior_model.",
+                           "representation_model.repulsion.")):
+            continue  # the neighbour lists' boxes; the priors and TensorNet2's repulsion are read separately
         if key.startswith("representation_model."):
             renamed["backbone." + key.removeprefix("representation_model.")] = value
         elif key.startswith("output_model."):
@@ -343,8 +351,13 @@ def potential_state(potential, hparams: dict, state: dict) -> dict[str, torch.Te
         width = min(len(table), atomref.shape[1])
         atomref[0, :width] += table[:width]
     ours |= renamed
+    first = 1 + len(_repulsion_heads(hparams))
+    if first == 2:  # TensorNet2's repulsion: its tables, and std (upstream scales it with the atoms' energies)
+        for buffer in ("z_pow", "z_outer", "cutoff_ab"):
+            ours[f"heads.1.{buffer}"] = state[f"representation_model.repulsion.{buffer}"]
+        ours["heads.1.scale"] = _scalar(state.get("std", torch.ones(())), "std")
     molecule_wise = [(i, name) for i, (name, _) in enumerate(priors(hparams)) if name in MOLECULE_PRIORS]
-    for head, (i, name) in enumerate(molecule_wise, start=1):
+    for head, (i, name) in enumerate(molecule_wise, start=first):
         for buffer in MOLECULE_PRIORS[name][1]:
             ours[f"heads.{head}.{buffer}"] = state[f"prior_model.{i}.{buffer}"]
     ours["heads.0.atomref"] = atomref
