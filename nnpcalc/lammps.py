@@ -77,7 +77,8 @@ def attach(lmp, model: str | Path | Model | None, elements: Sequence[str], *, fi
         uncertainty: also compute ``forces_uncertainty`` at every step (K - 1 extra backward
             passes) into the per-atom property ``d_forces_uncertainty`` (defined here, by
             ``fix FIX_ID_uncertainty all property/atom``). A model with an ensemble head serves
-            ``energy_uncertainty`` (eV) as ``f_FIX_ID[1]`` either way.
+            ``energy_uncertainty`` (eV) as ``f_FIX_ID[1]`` either way. A model without the head
+            is refused (``OptionError``).
 
     Returns the callback object; LAMMPS holds it too, so it stays alive with the fix.
     """

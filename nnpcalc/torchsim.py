@@ -49,7 +49,8 @@ class NNPModel(ModelInterface):
         neighbors: the runtime's neighbour-list back-end ("auto", "vesin", "torch").
         uncertainty: also return ``forces_uncertainty`` [n_atoms] (eV/Å) at every call (a model
             with an ensemble energy head: K - 1 extra backward passes); ``energy_uncertainty``
-            [n_systems] (eV) comes with every call of such a model. Settable later.
+            [n_systems] (eV) comes with every call of such a model. Settable later; a model
+            without the head is refused (``OptionError``).
     """
 
     def __init__(self, model: str | Path | Model | None = None, *, device="cpu", dtype=torch.float64,
@@ -66,6 +67,10 @@ class NNPModel(ModelInterface):
         self.total_charge = total_charge
         self.fidelity = fidelity
         model.fidelity_index(fidelity)  # fail now, not at the first step
+        if uncertainty:
+            from .workflows.uncertainty_watch import require_uncertainty
+
+            require_uncertainty(model)
         self.uncertainty = bool(uncertainty)
 
     @ModelInterface.compute_stress.setter

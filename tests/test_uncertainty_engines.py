@@ -68,6 +68,14 @@ def test_torchsim_outputs_carry_the_uncertainty_per_system(ensemble_path):
     torch.testing.assert_close(plain["energy_uncertainty"], out["energy_uncertainty"], rtol=0, atol=TOL)
 
 
+def test_torchsim_refuses_uncertainty_of_a_model_without_it(model_file):
+    pytest.importorskip("torch_sim")
+    from nnpcalc.torchsim import NNPModel
+
+    with pytest.raises(OptionError, match="no uncertainty outputs"):
+        NNPModel(model_file, uncertainty=True)
+
+
 # -- LAMMPS ------------------------------------------------------------------------------------------
 
 def lammps_module():
