@@ -75,6 +75,29 @@ def equivariance_error(calc, structures, rotations: int = 8, seed: int = 0) -> E
                              forces_rms / reference if reference > 0 else float("nan"))
 
 
+def rotation_equivariant(backbone: str) -> bool:
+    """Whether the backbone named ``backbone`` is rotation-equivariant by construction."""
+    from .nn.build import backbone_class
+
+    return bool(getattr(backbone_class(backbone), "rotation_equivariant", True))
+
+
+def on_held_out_frames(model_path, config: dict, frames: int = 12, rotations: int = 8) -> dict:
+    """The equivariance error of a model file on up to ``frames`` test frames of its training
+    ``config`` (validation frames when there is no test split): what the model card reports."""
+    from .calculator import NNPCalculator
+    from .training.data import DataSpec, read_frames, split_indices
+
+    spec = DataSpec(**config["data"])
+    every = read_frames(spec, config["seed"])
+    parts = split_indices(every, spec, config["seed"])
+    split = "test" if parts["test"] else "val" if parts["val"] else "train"
+    rng = np.random.default_rng(0)
+    chosen = rng.choice(parts[split], size=min(frames, len(parts[split])), replace=False)
+    error = equivariance_error(NNPCalculator(str(model_path)), [every[i] for i in chosen], rotations)
+    return error.to_dict() | {"split": split}
+
+
 def _energy_forces(calc, atoms: Atoms) -> tuple[float, np.ndarray]:
     atoms = atoms.copy()
     atoms.calc = calc

@@ -124,3 +124,43 @@ def test_a_batch_without_the_label_needs_no_output():
     batch["mask"]["stress"] = torch.tensor([True, False])
     with pytest.raises(Exception, match="writes no such output"):
         Task(output="stress").loss(out, batch)
+
+
+def test_denoise_pretrain_then_augmented_fine_tune_end_to_end(tmp_path):
+    """Two recipes: denoising on unlabelled frames, then a rotation-augmented fine-tune of that
+    backbone (init_from parts) whose model file and card carry the equivariance error."""
+    pytest.importorskip("lightning")
+    from ase.io import write
+
+    from ase.calculators.emt import EMT
+
+    from nnpcalc.training.train import train
+
+    frames = []
+    for k in range(10):  # rattled, strained 4-atom Cu cells with EMT labels
+        atoms = bulk("Cu", "fcc", a=3.55 + 0.02 * k, cubic=True)
+        atoms.rattle(0.1, seed=k)
+        atoms.calc = EMT()
+        atoms.info["ref_energy"], atoms.info["ref_stress"] = atoms.get_potential_energy(), atoms.get_stress()
+        atoms.arrays["ref_forces"] = atoms.get_forces()
+        atoms.calc = None
+        frames.append(atoms)
+    path = tmp_path / "emt.extxyz"
+    write(path, frames, format="extxyz")
+    arch = {"backbone": "cartesian-mpnn", "head_hidden": 8,
+            "backbone_kwargs": {"hidden_channels": 8, "num_layers": 1, "num_rbf": 4, "cutoff_upper": 4.0}}
+    common = {"seed": 0, "architecture": arch, "trainer": {"max_epochs": 1, "batch_size": 8, "progress": False}}
+    pre = train(common | {
+        "name": "pre", "run_dir": str(tmp_path / "pre"), "output": str(tmp_path / "pre.pt"),
+        "data": {"files": [str(path)], "labels": {}, "split": {"val": 0.2, "test": 0.0}},
+        "tasks": [{"output": "noise", "head": "denoise", "noise_std": 0.05}]})
+    tune = train(common | {
+        "name": "tune", "run_dir": str(tmp_path / "tune"), "output": str(tmp_path / "tune.pt"), "summary": "t",
+        "data": {"files": [str(path)], "labels": {"energy": "ref_energy", "forces": "ref_forces", "stress": "ref_stress"}},
+        "tasks": [{"output": "energy"}, {"output": "forces", "weight": 10}, {"output": "stress", "weight": 10}],
+        "init_from": {"path": pre["model"], "parts": ["backbone"]},
+        "trainer": common["trainer"] | {"augment_rotations": True}})
+    assert np.isfinite(tune["test_metrics"]["test_forces_mae"])
+    error = modelfile.read_metadata(tune["model"])["provenance"]["equivariance"]
+    assert error["forces_relative"] > 1e-4 and error["rotations"] == 8, error
+    assert "not rotation-equivariant" in (tmp_path / "tune.md").read_text()

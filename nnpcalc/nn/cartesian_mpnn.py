@@ -56,6 +56,9 @@ class CartesianMPNN(nn.Module):
     total charge is added to the embedding through a learned vector.
     """
 
+    #: read by ``nnpcalc.equivariance.rotation_equivariant`` (a class attribute: not in the file)
+    rotation_equivariant = False
+
     def __init__(
         self,
         hidden_channels: int = 64,

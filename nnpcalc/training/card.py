@@ -61,6 +61,17 @@ def electrostatics_line(meta: dict) -> str:
             f"predicted charges (docs/electrostatics.md); charges trained by {taught}")
 
 
+def equivariance_line(prov: dict) -> str:
+    """The card's line on a backbone that is not rotation-equivariant (empty for the others)."""
+    error = prov.get("equivariance")
+    if not error:
+        return ""
+    return (f"\n- not rotation-equivariant by construction: over {error['rotations']} random rotations of "
+            f"{error['structures']} {error['split']} frames the energy spreads {error['energy_spread'] * 1e3:.3g} "
+            f"meV/atom and the forces err by {error['forces_rms']:.3g} eV/Å RMS "
+            f"({100 * error['forces_relative']:.3g} % of the RMS force); `nnpcalc.equivariance`")
+
+
 def cost_line(training: dict) -> str:
     """The card's cost sentence; a checkpoint exported mid-run has no epoch count or time yet."""
     if training.get("epochs") is None or training.get("seconds") is None:
@@ -86,7 +97,7 @@ def write_card(model_path: str | Path, summary: str) -> Path:
 
 - elements: {', '.join(meta['elements'])}; cutoff {meta['cutoff']} Å; outputs: {', '.join(meta['outputs'])}
 - backbone: {meta['backbone']} {arch['backbone_kwargs']}; heads: {', '.join(meta['heads'])}
-- fidelities: {', '.join(meta['fidelities'])}; saved as {meta['dtype']}{electrostatics_line(meta)}
+- fidelities: {', '.join(meta['fidelities'])}; saved as {meta['dtype']}{electrostatics_line(meta)}{equivariance_line(prov)}
 
 ## Data and split
 {frames} frames labelled by {', '.join(meta['fidelities'])}:

@@ -29,6 +29,11 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, summary: dict 
                               "machine": _machine(), "threads": summary.get("threads"), "torch": torch.__version__}
     provenance["command"] = "nnp train " + str(summary.get("config", "CONFIG"))
     path = export(module.potential, module.architecture, output, provenance)
+    from ..equivariance import on_held_out_frames, rotation_equivariant
+
+    if not rotation_equivariant(module.architecture.backbone):  # measured on the file, then written into it
+        provenance["equivariance"] = on_held_out_frames(path, module.hparams["config"])
+        path = export(module.potential, module.architecture, output, provenance)
     card_summary = module.hparams["config"].get("summary", "")
     if card_summary:
         from .card import write_card
