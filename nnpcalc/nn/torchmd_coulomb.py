@@ -47,7 +47,12 @@ def damping(r: Tensor, radius: float) -> Tensor:
 
 
 class TorchMDScalarCoulombHead(TorchMDScalarHead):
-    """``ScalarPlusWeightedCoulomb`` + standardisation + Atomref, on TensorNet2's features with charges."""
+    """``ScalarPlusWeightedCoulomb`` + standardisation + Atomref, on TensorNet2's features with charges.
+
+    Named after the kind, not "energy": the model file's ``heads`` then says the energy holds a Coulomb term.
+    """
+
+    name = "torchmd_scalar_coulomb"
 
     def __init__(self, in_channels: int, activation: str, num_hidden_layers: int, max_z: int, reduce: str,
                  charge_channels: int, coulomb_cutoff: Optional[float] = None, epsilon_solvent: float = 78.3):
