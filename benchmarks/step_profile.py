@@ -1,12 +1,18 @@
 """Figure 2: where one ASE MD step of nnpcalc goes, and the host overhead.
 
 Run: /work/bench-venv/bin/python benchmarks/step_profile.py --threads 2
+     .venv/bin/python benchmarks/step_profile.py --threads 1 --model default --workloads ethanol \
+         --dtype float32 float64 --artifact torchscript compiled      # figure 2b (small systems)
 
-Each stage of ``Model.compute`` is wrapped with a timer (input checks, numpy → tensors,
-neighbour list, the model file's ``forward_batch``, tensors → numpy) and the step itself is
-timed around ``VelocityVerlet.run(1)``. The model's forward and backward are split by timing
-``forward_batch`` without derivatives on the same inputs, interleaved with the full call.
-Host overhead = step time − ``forward_batch`` time (everything that is not the model).
+Each stage of one ``VelocityVerlet.run(1)`` is wrapped with a timer: ASE's ``check_state``,
+the calculator (``Calculator.calculate``'s atoms copy, charge, stress decision), the runtime's
+input checks, numpy → tensors, neighbour list, overlap check (one-structure calls: the kept
+constants and the skin list with the overlap check on its pair lengths), the model call (TorchScript file
+or exported/compiled program), tensors → numpy, storing results; ``--watch`` also times
+``nnp md``'s per-step check (``md_watch.why_stop``). The rest of the step (ASE's integrator,
+Python glue, the thread context) is "ASE integrator, Python". With the TorchScript file the
+model call is split into forward and backward by timing ``forward_batch`` without derivatives
+on the same inputs, interleaved with the full call.
 """
 
 from __future__ import annotations
@@ -19,67 +25,123 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
+#: (label, module path, attribute): the stages timed, none inside another
+STAGES = [
+    ("ASE check_state", "nnpcalc.calculator:NNPCalculator", "check_state"),
+    ("ASE atoms copy (Calculator.calculate)", "ase.calculators.calculator:Calculator", "calculate"),
+    ("input checks", "nnpcalc.runtime:Model", "check"),
+    ("input checks", "nnpcalc.runtime:Model", "_kept_constants"),  # one-structure path: kept constants
+    ("neighbour list + overlap check", "nnpcalc.runtime:Model", "_one_graph"),  # one-structure path: skin list
+    ("numpy → tensors", "nnpcalc.runtime:Model", "_batch_inputs"),
+    ("neighbour list", "nnpcalc.runtime", "neighbor_graph"),
+    ("overlap check", "nnpcalc.validation", "check_overlaps"),
+    ("model call", "nnpcalc.runtime:Model", "_forward"),
+    ("tensors → numpy", "nnpcalc.runtime", "_split"),
+    ("store results", "nnpcalc.calculator:NNPCalculator", "store"),
+    ("nnp md check (why_stop)", "nnpcalc.workflows.md_watch", "why_stop"),
+]
+
 
 def options(parser):
     parser.add_argument("--workloads", nargs="+", default=["ethanol", "water192", "cu256", "cu864"])
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--model", default=None,
+                        help="nnpcalc model file or shipped name ('default': the shipped default); "
+                        "omitted: the TensorNet 128x2 benchmark model")
+    parser.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "float64"])
+    parser.add_argument("--artifact", nargs="+", default=["torchscript"], choices=["torchscript", "compiled", "exported"])
+    parser.add_argument("--watch", action="store_true", help="also run nnp md's per-step check after every step")
     parser.add_argument("--ops", action="store_true", help="also print torch.profiler's top operators per workload")
 
 
-class _Timed:
-    def __init__(self, times, key, fn):
-        self.times, self.key, self.fn = times, key, fn
+def _target(path: str):
+    import importlib
 
-    def __call__(self, *args, **kwargs):
-        t0 = time.perf_counter()
-        out = self.fn(*args, **kwargs)
-        self.times[self.key] += time.perf_counter() - t0
-        return out
+    module, _, cls = path.partition(":")
+    obj = importlib.import_module(module)
+    return getattr(obj, cls) if cls else obj
 
 
-class _ModuleProxy:
-    def __init__(self, module, times):
-        self._module, self.forward_batch = module, _Timed(times, "model forward+backward", module.forward_batch)
+class _Timer:
+    """Wraps the stages' functions; a stage called inside another counts for the outer one only."""
 
-    def __getattr__(self, name):
-        return getattr(self._module, name)
+    def __init__(self):
+        self.times, self.depth, self._saved = defaultdict(float), 0, []
+
+    def wrap(self, label, owner, attribute):
+        if not hasattr(owner, attribute):  # a stage of another version of the runtime
+            return
+        fn = owner.__dict__[attribute] if isinstance(owner, type) else getattr(owner, attribute)
+        timer = self
+
+        def timed(*args, **kwargs):
+            timer.depth += 1
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                elapsed = time.perf_counter() - t0
+                timer.depth -= 1
+                if timer.depth == 0:  # a stage inside another counts for the outer one
+                    timer.times[label] += elapsed
+        self._saved.append((owner, attribute, fn))
+        setattr(owner, attribute, timed)
+
+    def restore(self):
+        for owner, attribute, fn in reversed(self._saved):
+            setattr(owner, attribute, fn)
+        self._saved.clear()
 
 
-def profile(wname, args):
+def _calculator(args, dtype, artifact):
+    import warnings
+
+    from nnpcalc import NNPCalculator
+
+    if args.model is None:
+        return C.nnpcalc_calculator(dtype)  # the benchmark model: TorchScript file
+    from nnpcalc.runtime import Model
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a fallback would time the TorchScript file under another name
+        model = Model(None if args.model == "default" else args.model, dtype=dtype, artifact=artifact)
+    return NNPCalculator(model)
+
+
+def profile(wname, args, dtype, artifact):
     import numpy as np
-    import torch
     from ase import units
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
     from ase.md.verlet import VelocityVerlet
 
-    import nnpcalc.runtime as runtime
+    from nnpcalc.workflows import md_watch
+    from nnpcalc.workflows.md_settings import MDSettings
 
-    calc = C.nnpcalc_calculator()
-    model, times = calc.model, defaultdict(float)
+    calc = _calculator(args, dtype, artifact)
+    model = calc.model
     atoms = C.WORKLOADS[wname]()
     MaxwellBoltzmannDistribution(atoms, temperature_K=300, rng=np.random.default_rng(0))
     atoms.calc = calc
-    dyn = VelocityVerlet(atoms, timestep=1.0 * units.fs)
-    dyn.run(3)  # warm-up
-    model.check = _Timed(times, "input checks", model.check)
-    model._batch_inputs = _Timed(times, "numpy → tensors", model._batch_inputs)
-    runtime.neighbor_graph, nl = _Timed(times, "neighbour list", runtime.neighbor_graph), runtime.neighbor_graph
-    runtime._split, split = _Timed(times, "tensors → numpy", runtime._split), runtime._split
-    model.module, module = _ModuleProxy(model.module, times), model.module
+    dyn = VelocityVerlet(atoms, timestep=0.5 * units.fs)
+    settings = MDSettings(temperature_K=300.0)
+    dyn.run(5)  # warm-up
+    timer = _Timer()
+    for label, where, attribute in STAGES:
+        if label.startswith("nnp md") and not args.watch:
+            continue
+        timer.wrap(label, _target(where), attribute)
     steps, forward_only = [], []
     try:
         for _ in range(args.steps):
             t0 = time.perf_counter()
             dyn.run(1)
+            if args.watch:
+                md_watch.why_stop(atoms, settings)
             steps.append(time.perf_counter() - t0)
-            inputs = model._batch_inputs.fn([atoms], None, None)
-            graph = nl(inputs[0], inputs[2], inputs[3], inputs[5], model.cutoff, model.neighbors)
-            with model._calling(graph[0].shape[1]):  # as Model.compute calls: same threads
-                t0 = time.perf_counter()
-                module.forward_batch(*inputs, *graph, compute_forces=False, compute_stress=False)
-                forward_only.append(time.perf_counter() - t0)
+            if model.program is None:  # the file: forward alone, for the forward/backward split
+                forward_only.append(_forward_only(model, atoms))
     finally:
-        runtime.neighbor_graph, runtime._split, model.module = nl, split, module
+        timer.restore()
     if args.ops:
         from torch.profiler import profile as torch_profile
 
@@ -87,34 +149,53 @@ def profile(wname, args):
             dyn.run(1)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=40))
     n = args.steps
-    step = C.median(steps)
     mean_step = sum(steps) / n
-    parts = {k: v / n for k, v in times.items()}
-    model_t = parts["model forward+backward"]
-    fwd = min(C.median(forward_only), model_t)
-    compute = sum(parts.values())
-    rows = [
-        ["input checks", parts["input checks"]], ["numpy → tensors", parts["numpy → tensors"]],
-        ["neighbour list", parts["neighbour list"]], ["model forward", fwd],
-        ["model backward (forces, stress)", model_t - fwd], ["tensors → numpy", parts["tensors → numpy"]],
-        ["ASE, calculator, Python", mean_step - compute],
-    ]
-    del torch
-    return step, mean_step, model_t, [[wname, len(atoms), name, t * 1e3, 100 * t / mean_step] for name, t in rows]
+    parts = {label: timer.times.get(label, 0.0) / n for label, _, _ in STAGES if label in timer.times}
+    model_t = parts.pop("model call")
+    tag = f"{dtype}, {artifact if model.program is None or artifact != 'torchscript' else 'torchscript'}"
+    rows = [[label, t] for label, t in parts.items()]
+    if forward_only:
+        fwd = min(C.median(forward_only), model_t)
+        rows += [["model forward", fwd], ["model backward (forces, stress)", model_t - fwd]]
+    else:
+        rows += [[f"model call ({model.program.kind} program)", model_t]]
+    rows.append(["ASE integrator, Python", mean_step - sum(parts.values()) - model_t])
+    table = [[wname, tag, name, t * 1e3, 100 * t / mean_step] for name, t in rows]
+    summary = [wname, tag, C.median(steps) * 1e3, mean_step * 1e3, model_t * 1e3, (mean_step - model_t) * 1e3,
+               100 * (mean_step - model_t) / mean_step]
+    return table, summary
+
+
+def _forward_only(model, atoms):
+    from nnpcalc.neighbors import neighbor_graph
+
+    inputs = model._batch_inputs([atoms], None, None)
+    graph = neighbor_graph(inputs[0], inputs[2], inputs[3], inputs[5], model.cutoff, model.neighbors)
+    with model._calling(graph[0].shape[1]):  # as Model.compute calls: same threads
+        t0 = time.perf_counter()
+        model.module.forward_batch(*inputs, *graph, compute_forces=False, compute_stress=False)
+        return time.perf_counter() - t0
 
 
 def main():
     args = C.setup(__doc__.splitlines()[0], options)
+    import os
+
+    print(f"# load average at start: {os.getloadavg()}")
     rows, summary = [], []
     for wname in args.workloads:
-        step, mean_step, model_t, part_rows = profile(wname, args)
-        rows += part_rows
-        summary.append([wname, part_rows[0][1], step * 1e3, model_t * 1e3, 100 * (mean_step - model_t) / mean_step])
-        print(C.table(part_rows, ["workload", "atoms", "stage", "ms per step", "% of step"]), flush=True)
+        for dtype in args.dtype:
+            for artifact in args.artifact:
+                table, line = profile(wname, args, dtype, artifact)
+                rows += table
+                summary.append(line)
+                print(C.table(table, ["workload", "dtype, artifact", "stage", "ms per step", "% of step"]), flush=True)
+    print(f"# load average at end: {os.getloadavg()}")
     print("\n## Where an MD step goes (nnpcalc, ASE VelocityVerlet), threads =", args.threads)
-    print(C.table(rows, ["workload", "atoms", "stage", "ms per step", "% of step"]))
+    print(C.table(rows, ["workload", "dtype, artifact", "stage", "ms per step", "% of step"]))
     print("\n## Host overhead (step − model call)")
-    print(C.table(summary, ["workload", "atoms", "median step ms", "model call ms", "host overhead %"]))
+    print(C.table(summary, ["workload", "dtype, artifact", "median step ms", "mean step ms", "model call ms",
+                            "host ms", "host %"]))
 
 
 if __name__ == "__main__":

@@ -104,23 +104,31 @@ def _cpu_name() -> str:
 class Program:
     """A loaded exported or compiled program: called like ``Potential.evaluate``, returns a dict."""
 
-    def __init__(self, kind: str, module, keys: list[str], path: Path):
+    def __init__(self, kind: str, module, keys: list[str], path: Path, molecules_only: bool = False):
         self.kind, self.module, self.keys, self.path = kind, module, list(keys), path
+        self.molecules_only = molecules_only  # built for pbc all False (models with electrostatics)
+        self._fidelity = {}  # (structures, device) → the default fidelity's zeros, made once
 
     def __repr__(self) -> str:
         return f"Program({self.kind!r}, {str(self.path)!r})"
 
-    def accepts(self, num_structures: int, num_atoms: int, num_pairs: int, one_thread: bool) -> bool:
+    def accepts(self, num_structures: int, num_atoms: int, num_pairs: int, one_thread: bool,
+                periodic: bool = False) -> bool:
         """Whether this program serves a call of this size; ``one_thread``: the call would run on one
-        thread anyway (compiled kernels are single-threaded: larger graphs keep all threads)."""
+        thread anyway (compiled kernels are single-threaded: larger graphs keep all threads);
+        ``periodic``: any pbc flag is set (a molecule program serves none)."""
         from .exported import MIN_ATOMS, MIN_PAIRS
 
         threads_ok = self.kind != "compiled" or one_thread
-        return threads_ok and num_structures == 1 and num_atoms >= MIN_ATOMS and num_pairs >= MIN_PAIRS
+        return (threads_ok and num_structures == 1 and num_atoms >= MIN_ATOMS and num_pairs >= MIN_PAIRS
+                and not (periodic and self.molecules_only))
 
     def __call__(self, positions, atomic_numbers, cell, pbc, total_charge, batch, fidelity, edge_index, shifts):
         if fidelity is None:
-            fidelity = torch.zeros(cell.shape[0], dtype=torch.long, device=cell.device)
+            key = (cell.shape[0], cell.device)
+            fidelity = self._fidelity.get(key)
+            if fidelity is None:
+                fidelity = self._fidelity[key] = torch.zeros(cell.shape[0], dtype=torch.long, device=cell.device)
         with torch.no_grad():  # forces and stress are ops of the program: no autograd needed
             values = self.module(positions, atomic_numbers, cell, pbc, total_charge, batch, fidelity, edge_index, shifts)
         return dict(zip(self.keys, values))
@@ -137,8 +145,10 @@ def failed(program: Program, err: Exception) -> None:
 
 def build(model_path: str | Path, kind: str, dtype: torch.dtype, device="cpu", root=None, loaded=None) -> Path:
     """Build artifact ``kind`` ("exported" or "compiled") of a model file into the cache; its path."""
-    from .exported import compile_program, export_program
+    from .exported import compile_program, export_program, molecules_only
+    from .modelfile import load as load_file
 
+    loaded = loaded if loaded is not None else load_file(model_path)
     info = artifact_info(model_path, dtype, device)
     target = cache_path(model_path, kind, info, root)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -152,7 +162,8 @@ def build(model_path: str | Path, kind: str, dtype: torch.dtype, device="cpu", r
         else:
             program.example_inputs = None  # nothing pickled in the archive (``load`` refuses archives that are)
             torch.export.save(program, partial)
-    _sidecar(target).write_text(json.dumps(info | {"kind": kind, "keys": keys}, indent=1))
+    described = info | {"kind": kind, "keys": keys, "molecules_only": molecules_only(loaded[1])}
+    _sidecar(target).write_text(json.dumps(described, indent=1))
     os.replace(partial, target)  # readers never see a half-written program
     return target
 
@@ -175,7 +186,7 @@ def load(path: str | Path, info: dict | None = None) -> Program:
     else:
         _refuse_pickles(path)
         module = torch.export.load(path).module()
-    return Program(stored["kind"], module, stored["keys"], path)
+    return Program(stored["kind"], module, stored["keys"], path, bool(stored.get("molecules_only", False)))
 
 
 def _compiled_runner(path: Path):

@@ -14,6 +14,15 @@ dynamic number of atoms and pairs. The program takes the neighbour graph as an i
 ``outputs`` is a tuple in the order of ``keys`` (every output of the file, forces and stress
 included). One structure per call, ``N >= 2`` atoms, ``E >= 2`` directed pairs of a full
 (symmetric) list. ``nnpcalc.artifacts`` caches and chooses; this module only builds.
+
+Models with long-range electrostatics (``coulomb``, ``ewald``) export as **molecule programs**
+(``molecules_only``): the term's branch on the pbc flags is taken at build time (pbc all False),
+and its direct sum over atom pairs (``torch.triu_indices``, which fixes N) is traced as the same
+sum over a dense N × N block, which keeps N dynamic. Periodic cells stay with the TorchScript
+file: their Ewald sum sizes its k-vector grid and its real-space pair list from the cell's values
+(``k_vectors``' ``reach``, ``auto_cutoff``'s ``float(volume)``, a neighbour list inside the term),
+shapes no exported program can take from data; exporting it needs the runtime to pass the Ewald
+pairs and k-vectors in as inputs, as it passes the model's graph.
 """
 
 from __future__ import annotations
@@ -42,8 +51,14 @@ class _Evaluate(torch.nn.Module):
         return tuple(out[key] for key in self.keys)
 
 
+def molecules_only(metadata: dict) -> bool:
+    """Whether the model's program serves molecules only (a model with long-range electrostatics)."""
+    return metadata["architecture"].get("electrostatics", "none") != "none"
+
+
 def example_inputs(metadata: dict, dtype: torch.dtype, device: torch.device) -> tuple:
-    """A 7-atom periodic structure of the model's elements: the program's arguments, for tracing."""
+    """A 7-atom structure of the model's elements (periodic unless the program serves molecules
+    only): the program's arguments, for tracing."""
     from ase.data import atomic_numbers as numbers_of
 
     from .neighbors import neighbor_graph
@@ -54,7 +69,7 @@ def example_inputs(metadata: dict, dtype: torch.dtype, device: torch.device) -> 
     positions = (3.0 * torch.rand(n, 3, generator=generator, dtype=torch.float64)).to(device=device, dtype=dtype)
     numbers = torch.tensor([elements[k % len(elements)] for k in range(n)], device=device)
     cell = (2 * cutoff + 3.0) * torch.eye(3, dtype=dtype, device=device).unsqueeze(0)
-    pbc = torch.ones(1, 3, dtype=torch.bool, device=device)
+    pbc = torch.full((1, 3), not molecules_only(metadata), dtype=torch.bool, device=device)
     batch = torch.zeros(n, dtype=torch.long, device=device)
     edge_index, shifts = neighbor_graph(positions, cell, pbc, batch, cutoff, "torch")
     charge = torch.zeros(1, dtype=dtype, device=device)
@@ -86,17 +101,44 @@ def export_program(model_path, dtype: torch.dtype, device, loaded=None) -> tuple
     from .nn.build import rebuild
 
     loaded = loaded if loaded is not None else load(model_path)
-    method = loaded[1]["architecture"].get("electrostatics", "none")
-    if method != "none":
-        raise ModelFileError(
-            f"{Path(model_path).name} has electrostatics {method!r}, which cannot be exported yet: the "
-            "term branches on the pbc flags and sizes its Ewald sum from the data. The TorchScript file serves it."
-        )
     potential = rebuild(model_path, loaded).to(device=device, dtype=dtype).eval().requires_grad_(False)
+    if molecules_only(loaded[1]):
+        _molecule_electrostatics(potential, Path(model_path).name)
     args = example_inputs(loaded[1], dtype, torch.device(device))
     with torch.enable_grad():
         keys = list(potential.evaluate(*args))
     return trace(_Evaluate(potential, keys), args), keys
+
+
+def _molecule_electrostatics(potential: torch.nn.Module, name: str) -> None:
+    """Trace the electrostatics term of ``potential`` as its molecule branch, over a dense pair block."""
+    import types
+
+    from .nn.electrostatics import Electrostatics
+
+    terms = [head for head in potential.modules() if isinstance(head, Electrostatics)]
+    if not terms or any(type(head) is not Electrostatics for head in terms):
+        raise ModelFileError(f"{name}: its electrostatics term is not one this version of nnpcalc can export")
+    for head in terms:
+        head.forward = types.MethodType(_direct_forward, head)
+
+
+def _direct_forward(self, x, system: dict, outputs: dict) -> dict:
+    """``Electrostatics.forward`` for one molecule: ½ Σ_{j≠i} q_i q_j (1 − s(r_ij)) / r_ij per atom,
+    the sum ``direct_energies`` takes over i < j pairs, here over the N × N block (N stays dynamic)."""
+    from .nn.electrostatics import damped_kernel
+    from .nn.graph_ops import scatter_sum
+
+    charges, batch = outputs["charges"], system["batch"]
+    positions = system["positions"].to(charges.dtype)
+    vectors = positions.unsqueeze(0) - positions.unsqueeze(1)
+    self_pair = torch.eye(positions.shape[0], dtype=torch.bool, device=positions.device)
+    r = torch.sqrt((vectors * vectors).sum(-1) + self_pair.to(charges.dtype))  # 1 on the diagonal: no 0/0
+    kernel = torch.where(self_pair, torch.zeros_like(r), damped_kernel(r, self.damping_radius))
+    energies = self.coulomb * (0.5 * charges * (kernel @ charges)).to(torch.float64)
+    outputs["energies"] = outputs["energies"] + energies
+    outputs["energy"] = outputs["energy"] + scatter_sum(energies, batch, system["cell"].shape[0])
+    return outputs
 
 
 def compile_program(program: torch.export.ExportedProgram, path: Path, work_dir: Path) -> Path:

@@ -93,3 +93,61 @@ def _too_sparse_for_vesin(points, periodic, cutoff: float) -> bool:
     limit = (VESIN_MAX_EXTENT_MIXED if bool(periodic.any()) else VESIN_MAX_EXTENT) * cutoff
     extent = points.max(dim=0).values - points.min(dim=0).values
     return bool((extent[~periodic] > limit).any())
+
+
+class SkinList:
+    """A Verlet neighbour list of one structure, on the host (numpy), reused across calls.
+
+    The pairs within ``cutoff + skin`` are kept until an atom has moved more than ``skin / 2``
+    since they were found, or the number of atoms, the cell or the pbc flags change; every call
+    then keeps the pairs within ``cutoff`` at the current positions. No pair within the cutoff
+    can be missing: two atoms that each moved less than skin/2 changed their distance by less
+    than skin. ``skin = 0`` finds a fresh list at every call. Not shared between threads
+    (``Model`` keeps one per thread).
+    """
+
+    def __init__(self, cutoff: float, skin: float = 1.0, backend: str = "auto"):
+        if skin < 0:
+            raise ValueError(f"skin must be >= 0 Å, got {skin}")
+        self.cutoff, self.skin, self.backend = float(cutoff), float(skin), backend
+        self.builds = 0  # how many lists were found (for tests and benchmarks)
+        self._reference = None  # (positions, cell, pbc) when the list was found
+        self._pairs = None  # (i, j, shifts) within cutoff + skin
+
+    def graph(self, positions: np.ndarray, cell: np.ndarray, pbc: np.ndarray):
+        """(i [E], j [E], shifts [E,3] float64, squared lengths [E]) of the pairs within the cutoff,
+        in the convention of ``nnpcalc.graph`` (r_ij = r_j − r_i + shifts @ cell)."""
+        if self._stale(positions, cell, pbc):
+            self._build(positions, cell, pbc)
+        i, j, shifts, imaged = self._pairs
+        vectors = positions[j] - positions[i]
+        if imaged:
+            vectors += shifts @ cell
+        lengths2 = np.einsum("ij,ij->i", vectors, vectors)
+        keep = lengths2 < self.cutoff * self.cutoff
+        if keep.all():
+            return i, j, shifts, lengths2
+        return i[keep], j[keep], shifts[keep], lengths2[keep]
+
+    def _stale(self, positions, cell, pbc) -> bool:
+        if self._reference is None or self.skin == 0.0:
+            return True
+        reference, ref_cell, ref_pbc = self._reference
+        if reference.shape != positions.shape or not np.array_equal(ref_cell, cell) or not np.array_equal(ref_pbc, pbc):
+            return True
+        moved = positions - reference
+        largest2 = float(np.einsum("ij,ij->i", moved, moved).max(initial=0.0))
+        return not largest2 < (0.5 * self.skin) ** 2  # NaN positions: stale (the runtime refuses them first)
+
+    def _build(self, positions, cell, pbc) -> None:
+        edges, shifts = neighbor_graph(
+            torch.from_numpy(np.ascontiguousarray(positions, dtype=np.float64)),
+            torch.from_numpy(np.ascontiguousarray(cell, dtype=np.float64))[None],
+            torch.from_numpy(np.asarray(pbc, dtype=bool))[None],
+            torch.zeros(len(positions), dtype=torch.long), self.cutoff + self.skin, self.backend,
+        )
+        edges = edges.numpy()
+        shifts = shifts.numpy().astype(np.float64)
+        self._pairs = (edges[0].copy(), edges[1].copy(), shifts, bool(shifts.any()))
+        self._reference = (np.array(positions, dtype=np.float64), np.array(cell, dtype=np.float64), np.array(pbc, dtype=bool))
+        self.builds += 1

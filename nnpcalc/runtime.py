@@ -7,6 +7,7 @@ numpy out, typed errors for anything a user can get wrong.
 from __future__ import annotations
 
 import contextlib
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -17,7 +18,7 @@ from ase.data import chemical_symbols
 
 from . import artifacts, modelfile, validation
 from .charge import check_total_charge, total_charge as total_charge_of
-from .neighbors import BACKENDS, neighbor_graph
+from .neighbors import BACKENDS, SkinList, neighbor_graph
 from .errors import InvalidStructureError, UnknownElementError
 from .properties import PROPERTIES, torch_dtype
 from .threads import check_policy, program_policy, threads_for, torch_threads
@@ -46,6 +47,15 @@ class Model:
         artifact: which program serves a call (``nnpcalc.artifacts``): "auto" (a cached compiled
             program, else the TorchScript file), "compiled" or "exported" (built into the cache on
             first use: minutes), "torchscript". Failures warn and fall back to the TorchScript file.
+        skin: Å. One-structure calls on the CPU (ASE, MD) keep the pairs within ``cutoff + skin``
+            until an atom has moved more than ``skin / 2`` or the cell changes
+            (``neighbors.SkinList``): the same pairs within the cutoff as a fresh list. 0: a fresh
+            list at every call.
+
+    One-structure calls on the CPU also keep, per thread, what does not change along an MD run
+    (the checks of numbers, cell and pbc, and their tensors) while numbers, cell, pbc, charge
+    and fidelity stay equal; positions are checked at every call, and so are overlapping atoms
+    (on the call's own pair lengths, whose shortest pair ``compute(closest=True)`` returns).
 
     Loading a model changes nothing process-wide (no allocator or thread setting): those are
     the program's choices (``nnpcalc.allocator``, ``nnpcalc.threads``).
@@ -54,13 +64,13 @@ class Model:
     def __init__(
         self, model: str | Path | None = None, *, device="cpu", dtype="float32", neighbors="auto",
         chunk_pairs: int = 32_768, threads: str | int | None = None, serial_pairs: int = 4_096,
-        artifact: str = "auto",
+        artifact: str = "auto", skin: float = 1.0,
     ):
         from .zoo import resolve  # models/ is installed as nnpcalc.zoo
 
         self.path = resolve(model)
         self._options = {"neighbors": neighbors, "chunk_pairs": chunk_pairs, "threads": threads,
-                         "serial_pairs": serial_pairs, "artifact": artifact}  # what a pickle keeps (with path, device, dtype)
+                         "serial_pairs": serial_pairs, "artifact": artifact, "skin": skin}  # what a pickle keeps (with path, device, dtype)
         validation.check_device(device)
         if neighbors not in BACKENDS:
             raise ValueError(f"unknown neighbour-list backend {neighbors!r}; choose from {', '.join(BACKENDS)}")
@@ -80,6 +90,10 @@ class Model:
         self.serial_pairs = int(serial_pairs)
         self._chunked = None  # the eager module with chunked pairs, built on first need
         self._known = {chemical_symbols.index(s) for s in self.elements}
+        if not skin >= 0:
+            raise ValueError(f"skin must be >= 0 Å, got {skin}")
+        self.skin = float(skin)
+        self._local = threading.local()  # per thread: the last structure's constants and its skin list
 
     def __getstate__(self) -> dict:
         """A pickle holds the path, device, dtype and options; unpickling reloads the file."""
@@ -148,17 +162,24 @@ class Model:
         forces: bool = True,
         stress: bool = True,
         uncertainty: bool = False,
+        closest: bool = False,
     ) -> list[dict[str, np.ndarray]]:
         """Evaluate several structures in one batched call; one result dict per structure.
 
         ``uncertainty``: also ``forces_uncertainty``, for models with an ensemble energy head
         (``energy_uncertainty`` comes free with every call of such a model).
+        ``closest``: also ``"closest_pair"``, ``(i, j, distance)`` of the shortest pair of the
+        call's graph (``(-1, -1, inf)``: no pair within the cutoff), where the call finds it
+        (one structure on the CPU; absent otherwise).
         """
-        for atoms in structures:
-            self.check(atoms)
         if total_charge is not None and len(total_charge) != len(structures):
             raise ValueError(f"total_charge has {len(total_charge)} values for {len(structures)} structures; "
                              "give one per structure (or None: each structure's own)")
+        if len(structures) == 1 and len(structures[0]) and self.device.type == "cpu":
+            return [self._compute_one(structures[0], None if total_charge is None else total_charge[0], fidelity,
+                                      forces, stress, uncertainty, closest)]
+        for atoms in structures:
+            self.check(atoms)
         charges = [total_charge_of(a) for a in structures] if total_charge is None else [
             check_total_charge(q, a) for q, a in zip(total_charge, structures)]
         full = [a for a in structures if len(a)]
@@ -178,6 +199,60 @@ class Model:
             if not validation.has_volume(atoms):
                 result.pop("stress", None)  # a cell without volume has no stress (nor a virial/V)
         return results
+
+    def _compute_one(self, atoms: Atoms, charge, fidelity, forces, stress, uncertainty, closest) -> dict:
+        """``compute`` for one structure on the CPU: constants kept while they hold, the skin list."""
+        constants = self._kept_constants(atoms, charge, self.fidelity_index(fidelity))
+        graph, nearest = self._one_graph(atoms, constants)
+        inputs = (torch.tensor(atoms.positions, dtype=self.dtype), *constants.tensors)
+        pairs = graph[0].shape[1]
+        module = self._module_for(pairs)
+        with self._calling(pairs):
+            extra = {"compute_uncertainty": True} if uncertainty and "forces_uncertainty" in self.outputs else {}
+            out = self._forward(module, inputs, graph, forces, stress and constants.has_volume, extra)
+        (result,) = _split(out, inputs[5], 1, self.metadata["outputs"])
+        if not constants.has_volume:
+            result.pop("stress", None)  # a cell without volume has no stress (nor a virial/V)
+        if closest:
+            result["closest_pair"] = nearest
+        return result
+
+    def _kept_constants(self, atoms: Atoms, charge, index) -> "_Constants":
+        """This thread's constants of ``atoms``, checked (all checks when new, positions when kept)."""
+        local = self._local
+        constants = getattr(local, "constants", None)
+        if constants is None or not constants.holds(atoms, index):
+            self.check(atoms)  # numbers, positions, cell, pbc, electrostatics
+            constants = local.constants = _Constants(atoms, index, self.dtype, self.device)
+        else:
+            validation.check_positions(atoms, self.dtype)  # what changes along a run
+        charge = total_charge_of(atoms) if charge is None else check_total_charge(charge, atoms)
+        if charge != constants.charge_value:
+            constants.set_charge(charge)
+        return constants
+
+    def _one_graph(self, atoms: Atoms, constants: "_Constants"):
+        """((edge_index, shifts), closest pair (i, j, Å)) from this thread's skin list; overlaps refused."""
+        skin = getattr(self._local, "skin", None)
+        if skin is None:
+            skin = self._local.skin = SkinList(self.cutoff, self.skin, self.neighbors)
+        i, j, shifts, lengths2 = skin.graph(atoms.positions, constants.cell_array, constants.pbc_array)
+        edge_index, shifts = torch.from_numpy(np.stack([i, j])), torch.from_numpy(shifts).to(self.dtype)
+        if not len(lengths2):
+            return (edge_index, shifts), (-1, -1, float("inf"))
+        k = int(np.argmin(lengths2))
+        nearest = (int(i[k]), int(j[k]), float(np.sqrt(lengths2[k])))
+        if nearest[2] < validation.MIN_DISTANCE:
+            self._refuse_overlap(atoms, constants, edge_index[:, k], shifts[k])
+        return (edge_index, shifts), nearest
+
+    @staticmethod
+    def _refuse_overlap(atoms: Atoms, constants: "_Constants", edge: torch.Tensor, shift: torch.Tensor) -> None:
+        """Raise ``validation.check_overlaps``'s error for this pair (named lower index first)."""
+        if edge[0] > edge[1]:
+            edge, shift = edge.flip(0), -shift
+        validation.check_overlaps([atoms], torch.from_numpy(atoms.positions), torch.from_numpy(constants.cell_array)[None],
+                                  torch.zeros(len(atoms), dtype=torch.long), edge[:, None], shift[None])
 
     def _with_empty(self, structures, charges, fidelity, **options) -> list[dict[str, np.ndarray]]:
         """``compute`` for a batch holding structures without atoms: those get zero results."""
@@ -221,7 +296,8 @@ class Model:
         pairs = graph[0].shape[1]
         single = pairs < self.serial_pairs or torch.get_num_threads() == 1
         if (self.program is not None and module is self.module and not extra
-                and self.program.accepts(inputs[2].shape[0], inputs[0].shape[0], pairs, single)):
+                and self.program.accepts(inputs[2].shape[0], inputs[0].shape[0], pairs, single,
+                                         self.program.molecules_only and bool(inputs[3].any()))):
             try:
                 out = self.program(*inputs, *graph)  # computes forces and stress always: drop what was not asked
             except RuntimeError as err:
@@ -257,6 +333,38 @@ class Model:
         index = self.fidelity_index(fidelity)
         fid = None if index is None else torch.full((len(structures),), index, dtype=torch.long, device=self.device)
         return positions, numbers, cell, pbc, charge, batch, fid
+
+
+class _Constants:
+    """What stays fixed along an MD run of one structure: its numbers, cell, pbc (checked once),
+    fidelity and charge, as numpy for comparing and as the model's input tensors."""
+
+    def __init__(self, atoms: Atoms, index: int | None, dtype: torch.dtype, device: torch.device):
+        self.numbers_array = np.array(atoms.numbers)
+        self.cell_array = np.array(atoms.cell.array, dtype=np.float64)
+        self.pbc_array = np.array(atoms.pbc, dtype=bool)
+        self.index, self.dtype, self.device = index, dtype, device
+        self.has_volume = validation.has_volume(atoms)
+        self.numbers = torch.tensor(self.numbers_array, dtype=torch.long, device=device)
+        self.cell = torch.tensor(self.cell_array[None], dtype=dtype, device=device)
+        self.pbc = torch.tensor(self.pbc_array[None], dtype=torch.bool, device=device)
+        self.batch = torch.zeros(len(atoms), dtype=torch.long, device=device)
+        self.fidelity = None if index is None else torch.full((1,), index, dtype=torch.long, device=device)
+        self.charge_value, self.charge = None, None
+
+    def holds(self, atoms: Atoms, index: int | None) -> bool:
+        """Whether ``atoms`` (and the fidelity) still has these numbers, cell and pbc, exactly."""
+        return (index == self.index and np.array_equal(atoms.numbers, self.numbers_array)
+                and np.array_equal(atoms.cell.array, self.cell_array) and np.array_equal(atoms.pbc, self.pbc_array))
+
+    def set_charge(self, charge: float) -> None:
+        self.charge_value = charge
+        self.charge = torch.tensor([charge], dtype=self.dtype, device=self.device)
+
+    @property
+    def tensors(self) -> tuple:
+        """``forward_batch``'s arguments after the positions, up to the graph."""
+        return self.numbers, self.cell, self.pbc, self.charge, self.batch, self.fidelity
 
 
 def stack_structures(structures: Sequence[Atoms], dtype=torch.float64, device="cpu"):

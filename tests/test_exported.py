@@ -136,16 +136,22 @@ def test_cache_entries_differ_by_dtype_and_file(model_file, model_factory, tmp_p
     assert all(p.parent == cache.resolve() / "artifacts" for p in paths)
 
 
-def test_models_with_electrostatics_are_refused_quickly_and_torchscript_serves(tmp_path, cache):
-    from nnpcalc.nn.build import Architecture, build_potential, export
+def test_a_molecule_program_never_serves_a_periodic_cell(model_file):
+    """Models with electrostatics export as molecule programs (built in tests/test_exported_electrostatics.py)."""
+    model = Model(model_file, dtype="float64", artifact="torchscript")
+    called = []
 
-    arch = Architecture(elements=["H", "O"], backbone_kwargs={"hidden_channels": 8, "num_layers": 1, "num_rbf": 4},
-                        heads=["energy", "charges"], head_hidden=8, electrostatics="coulomb")
-    path = export(build_potential(arch), arch, tmp_path / "coulomb.pt")
-    with pytest.raises(ModelFileError, match="cannot be exported yet"):
-        artifacts.build(path, "exported", F64)
-    with pytest.warns(ArtifactWarning, match="cannot be exported yet"):
-        assert Model(path, dtype="float64", artifact="exported").program is None
+    def program(*inputs):
+        called.append(bool(inputs[3].any()))
+        raise RuntimeError("called")
+    model.program = artifacts.Program("exported", program, ["energy"], model.path, molecules_only=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ArtifactWarning)
+        model.compute([structures()["metal"]])
+    assert called == []
+    with pytest.warns(ArtifactWarning, match="called"):
+        model.compute([structures()["ethanol"]])
+    assert called == [False]
 
 
 def test_an_archive_with_pickles_is_refused(tmp_path):

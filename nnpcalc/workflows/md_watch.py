@@ -4,7 +4,9 @@
 "MD stopped at step N ...". Fused atoms are two atoms closer than ``fused_distance_factor`` ×
 the sum of their covalent radii (ASE's ``covalent_radii``): a model without a repulsive wall
 lets atoms merge while forces stay finite and the temperature sane, so nothing else would
-notice. The pairs come from the runtime's own neighbour list (``nnpcalc.neighbors``: vesin,
+notice. After a model call the calculator knows its graph's shortest pair (the runtime computes
+every pair length for its overlap check): when that pair is longer than any fused limit, nothing
+more is done. Otherwise the pairs come from the runtime's own neighbour list (``nnpcalc.neighbors``: vesin,
 O(N)) at the largest fused distance of the elements present (≤ 1.5 Å for H, C, N, O, Cu), so
 the list is nearly empty and the check costs far less than the step; no O(N²) matrix.
 """
@@ -29,13 +31,16 @@ def why_stop(atoms: Atoms, settings) -> str | None:
     if largest > settings.max_force:
         return f"the largest force is {largest:.3g} eV/Å (limit {settings.max_force:g} eV/Å)"
     limit = settings.max_temperature_factor * max(settings.temperature_K, 100.0)
-    if atoms.get_temperature() > limit:
-        return f"the temperature is {atoms.get_temperature():.4g} K (limit {limit:.4g} K)"
+    temperature = atoms.get_temperature()
+    if temperature > limit:
+        return f"the temperature is {temperature:.4g} K (limit {limit:.4g} K)"
     return None
 
 
 def fused_atoms(atoms: Atoms, factor: float) -> str | None:
     """A sentence naming the closest fused pair, or None (also when ``factor`` is 0)."""
+    if factor <= 0 or _none_fused(atoms, factor):
+        return None
     pair = closest_fused_pair(atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc, factor)
     if pair is None:
         return None
@@ -45,6 +50,18 @@ def fused_atoms(atoms: Atoms, factor: float) -> str | None:
             f"radii ({limit:.3g} Å): the model lets atoms fuse (it has no repulsive wall here); use a model "
             "trained on compressed geometries, or lower fused_distance_factor (--fused-distance-factor, 0: off) "
             "if this is intended")
+
+
+def _none_fused(atoms: Atoms, factor: float) -> bool:
+    """True when the model call that gave ``atoms`` its results already shows no pair can be fused:
+    its graph's shortest pair (``NNPCalculator.closest_pair``, every pair within the model's
+    cutoff) is at least ``factor`` × twice the largest covalent radius present. False: look."""
+    calc = atoms.calc
+    closest = getattr(calc, "closest_pair", None)
+    if closest is None or calc.atoms is None or calc.check_state(atoms):
+        return False  # no call, or one on another geometry
+    reach = factor * 2.0 * float(covalent_radii[atoms.numbers].max())
+    return closest[2] >= reach and calc.model.cutoff >= reach
 
 
 def closest_fused_pair(numbers, positions, cell, pbc, factor: float):
