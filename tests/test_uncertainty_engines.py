@@ -163,7 +163,8 @@ def test_openmm_python_force_exposes_the_last_energy_uncertainty(ensemble_path):
     setup = create_system(atoms, ensemble_path, kind="python", dtype="float64")
     computation = setup.force.computation
     assert np.isnan(computation.energy_uncertainty)  # nothing evaluated yet
-    context = openmm.Context(setup.system, openmm.VerletIntegrator(0.001), openmm.Platform.getPlatformByName("Reference"))
+    reference = openmm.Platform.getPlatformByName("Reference")
+    context = openmm.Context(setup.system, openmm.VerletIntegrator(0.001), reference)
     context.setPositions(setup.positions)
     context.getState(getEnergy=True)
     assert computation.energy_uncertainty == pytest.approx(ase_uncertainty(ensemble_path, atoms)[0], abs=TOL)
