@@ -293,3 +293,16 @@ def test_d2_elements_beyond_its_table_are_refused():
                "prior_args": [D2_ARGS]}
     with pytest.raises(ValueError, match="D2 prior: its table covers atomic numbers 1..54"):
         tmd.architecture_from_hparams(hparams, ["H", "Cs"])
+
+
+def test_tensornet2_coulomb_stress_matches_finite_differences(tmp_path):
+    """Upstream has no stress; the file's (autograd through the strained cell) equals finite differences."""
+    hparams = {**TRAIN_DEFAULTS, **SMALL, **TENSORNET2_CASES["tensornet2-coulomb-cutoff"]}
+    path = export_any(write_checkpoint(tmp_path / "tn2.ckpt", hparams), tmp_path / "tn2.pt")
+    atoms = periodic_box()
+    atoms.set_cell(atoms.cell.array + [[0.0, 0.0, 0.0], [0.4, 0.0, 0.0], [0.3, -0.2, 0.0]], scale_atoms=True)
+    atoms.calc = NNPCalculator(path, dtype="float64")
+    numerical = atoms.calc.calculate_numerical_stress(atoms, d=1e-5, voigt=True)
+    stress = atoms.get_stress(voigt=True)
+    assert np.abs(stress - numerical).max() < 1e-6 * max(1.0, np.abs(numerical).max()), (stress, numerical)
+    assert np.abs(numerical).max() > 1e-4
