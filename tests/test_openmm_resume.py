@@ -2,7 +2,9 @@
 refusals of foreign checkpoints, and the log's pressure against the ASE engine's."""
 
 import re
+import runpy
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -131,3 +133,67 @@ def test_openmm_trajectory_files_are_cut_back_and_appended(model_file, tmp_path,
     resume_openmm_md(tmp_path / "cut", platform="Reference")
     full, cut = ((tmp_path / run / f"t{suffix}").read_bytes() for run in ("full", "cut"))
     assert len(full) == len(cut) and [i for i in range(len(full)) if full[i] != cut[i]] in ([], [206])
+
+
+@pytest.mark.slow  # three processes that import torch and OpenMM (~40 s, busy 2 cores)
+def test_nnp_md_openmm_killed_with_sigkill_resumes_to_the_uninterrupted_run(model_file, tmp_path, monkeypatch):
+    """Real kill -9s of `nnp md --engine openmm` (test_cli_commands' planted killer): between writing a
+    checkpoint and moving it into place, then from outside at a random moment; `nnp md --resume` ends
+    with the uninterrupted run's log and frames."""
+    import random
+    import signal
+
+    from click.testing import CliRunner
+    killed = runpy.run_path(str(Path(__file__).with_name("test_cli_commands.py")))["killed"]
+
+    from nnpcalc.cli.main import main
+
+    ase.io.write(tmp_path / "water.extxyz", water())
+    monkeypatch.chdir(tmp_path)
+    args = ["md", "water.extxyz", "-m", model_file, "--engine", "openmm", "--ensemble", "nvt-langevin", "--seed", "7",
+            "--steps", "30", "--checkpoint-interval", "3", "--log-interval", "2", "--trajectory-interval", "2",
+            "--fused-distance-factor", "0", "-q"]
+    assert CliRunner().invoke(main, [*args, "-o", "full"]).exit_code == 0
+    assert killed([*args, "-o", "killed"], "before-replace", 3) == -signal.SIGKILL  # checkpoints 0, 3, [6]
+    assert (tmp_path / "killed" / "checkpoint.npz.tmp").is_file()
+    killed(["md", "--resume", "killed", "-q"], after_s=random.Random(0).uniform(0.0, 1.0))
+    result = CliRunner().invoke(main, ["md", "--resume", "killed", "-q"])
+    assert result.exit_code == 0 and result.output.startswith("30 steps"), result.output
+    (full_log, full_frames), (log, frames) = outputs(tmp_path / "full"), outputs(tmp_path / "killed")
+    assert log.shape == full_log.shape and np.allclose(log, full_log, rtol=0, atol=1e-8, equal_nan=True)
+    assert max(np.abs(a.positions - b.positions).max() for a, b in zip(frames, full_frames)) < 1e-8
+
+
+def _link_out(path, outside):
+    target = outside.with_name(f"outside-{path.name}")
+    target.write_bytes(path.read_bytes())
+    path.unlink()
+    path.symlink_to(target)
+
+
+def test_a_resume_never_writes_outside_its_directory_nor_pads_a_cut_file(model_file, tmp_path):
+    from nnpcalc.errors import RunDirectoryError
+
+    run = tmp_path / "run"
+    run_openmm_md(water(), model_file, outdir=run, platform="Reference", **{**SETTINGS, "steps": 4})
+    outside = tmp_path / "precious.txt"
+    damages = {
+        "md.log": (lambda: _link_out(run / "md.log", outside), "points outside the run directory"),
+        "trajectory.extxyz": (lambda: _link_out(run / "trajectory.extxyz", outside), "points outside the run"),
+        "checkpoint.npz": (lambda: _link_out(run / "checkpoint.npz", outside), "points outside the run"),
+        "cut log": (lambda: (run / "md.log").write_bytes((run / "md.log").read_bytes()[:40]),
+                    "holds 40 bytes but the checkpoint recorded"),
+    }
+    pristine = {p.name: p.read_bytes() for p in run.iterdir() if p.name != "run.lock"}
+    for name, (damage, message) in damages.items():
+        for p in run.iterdir():  # back to the run as it was
+            if p.name in pristine:
+                p.unlink()
+                p.write_bytes(pristine[p.name])
+        damage()
+        before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+        inside = {p.name: p.lstat().st_size for p in run.iterdir() if p.name != "run.lock"}
+        with pytest.raises(RunDirectoryError, match=message):
+            resume_openmm_md(run, steps=8, platform="Reference")
+        assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before, name
+        assert {p.name: p.lstat().st_size for p in run.iterdir() if p.name != "run.lock"} == inside, name

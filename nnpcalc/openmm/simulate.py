@@ -171,11 +171,12 @@ def _simulate(simulation, setup, atoms: Atoms, s: MDSettings, outdir: Path, prog
             recorder.report(simulation, state)
             if checkpoints is not None:
                 checkpoints.save_and_restart(simulation, recorder.position(0))
-        else:  # the checkpoint's step is in the log already: its row only starts the statistics
-            recorder.rows.append(recorder._row(resume.step, state, simulation, recorder._atoms(state)))
+        else:
+            recorder.resumed_at(simulation, state)
         _advance(simulation, s, recorder, checkpoints)
     wall_s = time.perf_counter() - start
-    summary = _summary(s, setup, wall_s) | {"platform": simulation.context.getPlatform().getName()}
+    done = max(s.steps - (resume.step if resume is not None else 0), 0)
+    summary = _summary(s, setup, wall_s, done) | {"platform": simulation.context.getPlatform().getName()}
     summary |= recorder.statistics()
     if s.ensemble != "nve":
         del summary["max_total_energy_drift_eV"]  # a thermostat or barostat exchanges energy
@@ -317,6 +318,10 @@ class Recorder:
         atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
         return atoms
 
+    def resumed_at(self, simulation, state) -> None:
+        """A resume's first state is in the log already (at its checkpoint): its row only starts the statistics."""
+        self.rows.append(self._row(simulation.currentStep, state, simulation, self._atoms(state)))
+
     def position(self, step: int) -> dict[str, int]:
         """How far the log and trajectory are written at ``step`` (a checkpoint's ``outputs``)."""
         frames = self.frames if self._frames is not None else step // self.s.trajectory_interval
@@ -383,8 +388,8 @@ def _stress_calculator(model):
     return NNPCalculator(model)
 
 
-def _summary(s: MDSettings, setup, wall_s: float) -> dict:
-    simulated_ns = s.steps * s.timestep_fs * unit.femtosecond.conversion_factor_to(unit.nanosecond)
+def _summary(s: MDSettings, setup, wall_s: float, steps_done: int) -> dict:
+    simulated_ns = steps_done * s.timestep_fs * unit.femtosecond.conversion_factor_to(unit.nanosecond)
     return {
         "engine": "openmm", "ensemble": s.ensemble, "force": type(setup.force).__name__,
         "atoms": setup.system.getNumParticles(), "steps": s.steps, "wall_s": wall_s,
