@@ -155,6 +155,9 @@ def md_rates(wname, args, steps: int = 40):
 
 def main():
     args = C.setup(__doc__.splitlines()[0], options)
+    import os
+
+    print(f"# load average at start: {os.getloadavg()}", flush=True)
     rows, md = [], []
     for wname in args.workloads:
         rows += run(wname, args)
@@ -169,3 +172,4 @@ def main():
 
 if __name__ == "__main__":
     main()
+    print(f"# load average at end: {__import__('os').getloadavg()}")

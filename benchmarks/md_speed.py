@@ -30,6 +30,9 @@ def options(parser):
 
 def main():
     args = C.setup(__doc__.splitlines()[0], options)
+    import os
+
+    print(f"# load average at start: {os.getloadavg()}", flush=True)
     import numpy as np
     from ase import units
     from ase.calculators.calculator import all_changes
@@ -79,3 +82,4 @@ def main():
 
 if __name__ == "__main__":
     main()
+    print(f"# load average at end: {__import__('os').getloadavg()}")

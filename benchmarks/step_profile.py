@@ -139,7 +139,9 @@ def profile(wname, args, dtype, artifact):
                 md_watch.why_stop(atoms, settings)
             steps.append(time.perf_counter() - t0)
             if model.program is None:  # the file: forward alone, for the forward/backward split
+                timer.depth += 1  # its inputs and graph are not part of a step
                 forward_only.append(_forward_only(model, atoms))
+                timer.depth -= 1
     finally:
         timer.restore()
     if args.ops:

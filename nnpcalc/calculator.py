@@ -152,13 +152,20 @@ def system_changes(old, new, tol: float = 1e-15, ignored=()) -> list[str]:
     array made one check ~0.24 ms (ethanol), and an MD step asks two to five times."""
     if old is None:
         return compare_atoms(old, new, tol, ignored)
-    checked = set(all_changes) - set(ignored)
-    changes = [prop for prop in ("cell", "pbc") if prop in checked and not _same(getattr(old, prop), getattr(new, prop), tol)]
+    checked = _ALL_CHANGES - set(ignored) if ignored else _ALL_CHANGES
+    changes = []
+    if "cell" in checked and not _same(old.cell.array, new.cell.array, tol):  # ASE compares the Cell objects
+        changes.append("cell")
+    if "pbc" in checked and not _same(old.pbc, new.pbc, tol):
+        changes.append("pbc")
     arrays_old, arrays_new = old.arrays, new.arrays
     changes += checked & (arrays_old.keys() ^ arrays_new.keys())
     changes += [prop for prop in checked & arrays_old.keys() & arrays_new.keys()
                 if not _same(arrays_old[prop], arrays_new[prop], tol)]
     return changes
+
+
+_ALL_CHANGES = frozenset(all_changes)
 
 
 def _same(a, b, tol: float) -> bool:
