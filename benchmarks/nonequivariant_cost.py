@@ -1,7 +1,10 @@
 """Accuracy per CPU-minute on Cu (EMT): TensorNet, the non-equivariant cartesian-mpnn with and
 without rotation augmentation, and TensorNet pre-trained by denoising then fine-tuned.
 
-    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/nonequivariant_cost.py --threads 1 --cpu-minutes 6
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/nonequivariant_cost.py --threads 1 --cpu-minutes 4
+
+or one process per model (``--runs NAME --workdir DIR/NAME``, then ``--collect DIR/*``): each
+measures its own CPU time, so they may run side by side on a busy machine.
 
 Data: the pure-Cu frames of ``data/emt-v2.extxyz`` (351 frames: bulk, strained and hot bulk,
 slabs, vacancies, clusters, dimers; energy, forces, stress), split as the metals recipe splits
@@ -40,6 +43,7 @@ def options(parser):
     parser.add_argument("--cpu-minutes", type=float, default=6.0, help="CPU budget per model (all of its legs)")
     parser.add_argument("--runs", nargs="+", default=["tensornet", "cartesian", "cartesian+rot", "tensornet+denoise"])
     parser.add_argument("--workdir", type=Path, default=C.CACHE / "nonequivariant-cost")
+    parser.add_argument("--collect", nargs="+", type=Path, help="print one table from these workdirs' results.json")
 
 
 def cu_frames(workdir: Path) -> Path:
@@ -144,6 +148,12 @@ def main():
     args = C.setup(__doc__.splitlines()[0], options)
     workdir = args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
+    if args.collect:  # the runs of several processes (one --workdir each), as one table
+        results = {}
+        for folder in args.collect:
+            results |= json.loads((folder / "results.json").read_text())
+        print_table(results, args)
+        return
     data = cu_frames(workdir)
     budget = 60 * args.cpu_minutes
     results = {}
@@ -152,6 +162,10 @@ def main():
         results[name] = summary | assess(Path(summary["model"]), data)
         print(f"# {name}: {summary['epochs']} epochs, {summary['cpu_seconds']:.0f} CPU s", flush=True)
         (workdir / "results.json").write_text(json.dumps(results, indent=1, default=str))
+    print_table(results, args)
+
+
+def print_table(results: dict, args) -> None:
     rows = []
     for name, r in results.items():
         m, eq = r["test_metrics"], r["equivariance"]
