@@ -123,8 +123,8 @@ def test_the_log_pressure_is_the_ase_engines(model_file, tmp_path):
 @pytest.mark.slow  # two runs of each (25 s, busy 2 cores)
 @pytest.mark.parametrize("suffix", [".dcd", ".xtc"])
 def test_openmm_trajectory_files_are_cut_back_and_appended(model_file, tmp_path, suffix):
-    """OpenMM's own reporters: the resumed file is the uninterrupted one (a .dcd differs only in its
-    'Created <time>' line, byte 206; its header's frame count is restored on the cut)."""
+    """OpenMM's own reporters: the resumed file is the uninterrupted one (a .dcd's header, whose frame
+    count the cut restores, differs only in its 'Created <time>' title, bytes 180-260)."""
     settings = {**SETTINGS, "ensemble": "nvt-langevin", "trajectory": f"t{suffix}"}
     run_openmm_md(water(), model_file, outdir=tmp_path / "full", platform="Reference", **settings)
     with pytest.raises(Killed):
@@ -132,7 +132,9 @@ def test_openmm_trajectory_files_are_cut_back_and_appended(model_file, tmp_path,
                       **settings)
     resume_openmm_md(tmp_path / "cut", platform="Reference")
     full, cut = ((tmp_path / run / f"t{suffix}").read_bytes() for run in ("full", "cut"))
-    assert len(full) == len(cut) and [i for i in range(len(full)) if full[i] != cut[i]] in ([], [206])
+    if suffix == ".dcd":
+        full, cut = (data[:180] + data[260:] for data in (full, cut))
+    assert full == cut
 
 
 @pytest.mark.slow  # three processes that import torch and OpenMM (~40 s, busy 2 cores)
