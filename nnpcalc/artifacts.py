@@ -27,6 +27,7 @@ is native code: nnpcalc loads only packages it compiled itself into its own cach
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -129,9 +130,30 @@ class Program:
             fidelity = self._fidelity.get(key)
             if fidelity is None:
                 fidelity = self._fidelity[key] = torch.zeros(cell.shape[0], dtype=torch.long, device=cell.device)
-        with torch.no_grad():  # forces and stress are ops of the program: no autograd needed
+        with torch.no_grad(), flushed_subnormals(self.kind == "compiled"):  # forces and stress are ops of the program
             values = self.module(positions, atomic_numbers, cell, pbc, total_charge, batch, fidelity, edge_index, shifts)
         return dict(zip(self.keys, values))
+
+
+#: a float32 subnormal: multiplied by one it stays itself unless this thread flushes subnormals
+_SUBNORMAL = torch.tensor([1e-40], dtype=torch.float32)
+
+
+@contextlib.contextmanager
+def flushed_subnormals(active: bool = True):
+    """Subnormal floats (below 1.2e-38 in float32, 2.2e-308 in float64) read and written as zero inside
+    the block, on this thread only (the CPU's FTZ/DAZ flags), as they were after it.
+
+    The compiled program runs on the calling thread; on ethanol in float32 its call took 1.26 ms
+    with subnormals and 0.84 ms without (the smooth cutoff's and radial basis' far tails), while a
+    value that small changes nothing a float32 or float64 result can hold."""
+    if not active or not bool((_SUBNORMAL * 1.0) != 0) or not torch.set_flush_denormal(True):
+        yield  # already flushing, or a CPU without the flags
+        return
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def failed(program: Program, err: Exception) -> None:

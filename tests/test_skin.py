@@ -190,3 +190,14 @@ def test_fused_check_agrees_with_a_direct_search(model_file):
             direct = md_watch.closest_fused_pair(atoms.numbers, atoms.positions, atoms.cell.array, atoms.pbc, factor)
             message = md_watch.fused_atoms(atoms, factor)
             assert (message is None) == (direct is None)
+
+
+def test_subnormals_are_flushed_inside_the_compiled_call_only():
+    from nnpcalc.artifacts import flushed_subnormals
+
+    tiny32, tiny64 = torch.tensor([1e-39], dtype=torch.float32), torch.tensor([1e-310], dtype=torch.float64)
+    with flushed_subnormals():
+        assert float(tiny32 * 1.0) == 0.0 and float(tiny64 * 1.0) == 0.0
+    assert float(tiny32 * 1.0) > 0.0 and float(tiny64 * 1.0) > 0.0  # as before the block
+    with flushed_subnormals(active=False):
+        assert float(tiny32 * 1.0) > 0.0
