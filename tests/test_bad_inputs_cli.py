@@ -403,3 +403,147 @@ def test_an_unwritable_output_is_refused_before_relaxing(here, model_file):
         from nnpcalc.workflows.relax import relax
 
         relax(molecule("H2O"), model_file, trajectory=here / "missing" / "t.extxyz")
+
+
+# -- a run of the other engine, and the uncertainty watch's frames file linked out of the run
+def _refused_writing_nothing(run, error, fix, *args):
+    """``nnp md --resume run *args`` fails with ``error`` naming ``fix``; nothing in or beside the run changes."""
+    before = {p.name: p.read_bytes() for p in run.parent.iterdir() if p.is_file()}
+    sizes = {p.name: p.lstat().st_size for p in run.iterdir() if p.name != "run.lock"}
+    result = nnp("--debug", "md", "--resume", run, "--steps", "9", *args)
+    assert isinstance(result.exception, error), (result.exception, result.output)
+    assert fix in str(result.exception), str(result.exception)
+    assert {p.name: p.read_bytes() for p in run.parent.iterdir() if p.is_file()} == before
+    assert {p.name: p.lstat().st_size for p in run.iterdir() if p.name != "run.lock"} == sizes
+    return str(result.exception)
+
+
+@pytest.fixture(scope="module")
+def openmm_run(tmp_path_factory, model_file):
+    """A 6-step OpenMM NVT run of water (checkpoints at 0, 3, 6) to copy."""
+    pytest.importorskip("openmm")
+    from nnpcalc import run_md
+
+    path = tmp_path_factory.mktemp("openmm-runs") / "run"
+    run_md(molecule("H2O"), model_file, outdir=path, steps=6, engine="openmm", ensemble="nvt-langevin",
+           checkpoint_interval=3, log_interval=1, trajectory_interval=1, seed=2)
+    return path
+
+
+def _without_engine(run):
+    data = json.loads((run / "run.json").read_text())
+    del data["engine"]
+    (run / "run.json").write_text(json.dumps(data))
+
+
+OTHER_ENGINE_CASES = {  # (which run is copied, how it is damaged)
+    "openmm-run-json-says-ase": ("openmm", lambda run, _: _edit_settings(run, engine="ase")),
+    "openmm-run-json-without-engine": ("openmm", lambda run, _: _without_engine(run)),
+    "openmm-checkpoint-copied-into-an-ase-run": ("ase", lambda run, other: shutil.copy(other / "checkpoint.npz", run)),
+}
+
+
+@pytest.mark.parametrize("case", OTHER_ENGINE_CASES)
+def test_an_ase_resume_of_an_openmm_checkpoint_names_the_engine_and_the_fix(here, finished_run, openmm_run, case):
+    which, damage = OTHER_ENGINE_CASES[case]
+    run = here / "run"
+    shutil.copytree(openmm_run if which == "openmm" else finished_run, run)
+    damage(run, openmm_run)
+    message = _refused_writing_nothing(run, CheckpointError, "checkpoint.npz was written by the openmm engine")
+    assert "made with `nnp md --engine openmm`" in message and "KeyError" not in message
+    assert f"Put \"engine\": \"openmm\" back in {run.resolve() / 'run.json'}" in message
+    assert "restore this run's own checkpoint" in message
+    if which == "openmm":  # the fix the message names works
+        _edit_settings(run, engine="openmm")
+        result = nnp("md", "--resume", run, "--steps", "7")
+        assert result.exit_code == 0, result.output
+        assert np.loadtxt(run / "md.log")[:, 0].tolist() == list(range(8))
+
+
+@pytest.fixture(scope="module")
+def ensemble_model(tmp_path_factory):
+    """A random-weight H/O model with a 4-member ensemble head: it serves forces_uncertainty."""
+    import torch
+
+    from nnpcalc.nn.build import Architecture, build_potential, export
+
+    torch.manual_seed(0)
+    arch = Architecture(elements=["H", "O"], backbone_kwargs={"hidden_channels": 8, "num_layers": 1, "num_rbf": 8,
+                                                              "cutoff_upper": 4.0},
+                        head_hidden=8, heads=[{"kind": "energy_ensemble", "members": 4}])
+    return export(build_potential(arch), arch, tmp_path_factory.mktemp("ensemble") / "ens.pt")
+
+
+WATCHED = {"steps": 4, "trajectory_interval": 2, "checkpoint_interval": 2, "log_interval": 1,
+           "max_uncertainty": 1e-9, "uncertainty_action": "save"}  # every checked frame is saved
+
+
+def _watched_run(path, model, engine):
+    from nnpcalc import run_md
+
+    if engine == "openmm":
+        pytest.importorskip("openmm")
+    return run_md(molecule("H2O"), model, outdir=path, engine=engine, **WATCHED)
+
+
+@pytest.mark.parametrize("dangling", [False, True], ids=["to-a-file", "dangling"])
+@pytest.mark.parametrize("engine", ["ase", "openmm"])
+def test_a_resume_refuses_an_uncertainty_frames_file_linked_out_of_the_run(here, ensemble_model, engine, dangling):
+    run = here / "run"
+    with pytest.warns(UserWarning, match="largest force uncertainty"):
+        _watched_run(run, ensemble_model, engine)
+    assert len(ase.io.read(run / "uncertain.extxyz", ":")) == 2  # steps 2 and 4: the watch writes
+    frames = run / "uncertain.extxyz"
+    target = here / "outside-uncertain.extxyz"
+    if not dangling:
+        target.write_text("not yours\n")
+    frames.unlink()
+    frames.symlink_to(target)
+    message = _refused_writing_nothing(run, RunDirectoryError,
+                                       f"{run.resolve() / 'uncertain.extxyz'} points outside the run directory")
+    assert "replace the link by the file itself" in message
+    if dangling:
+        assert not target.exists()
+    else:
+        assert target.read_text() == "not yours\n"
+
+
+@pytest.mark.parametrize("engine", ["ase", "openmm"])
+def test_a_frames_file_linked_out_while_the_run_goes_is_refused_at_the_write(here, ensemble_model, engine,
+                                                                            monkeypatch):
+    """A link planted after the run began (at its step-0 checkpoint) is not written through."""
+    target = here / "outside-uncertain.extxyz"
+    module, name = ("nnpcalc.workflows.md_state", "save_checkpoint") if engine == "ase" else \
+        ("nnpcalc.openmm.checkpoint", "save")
+    if engine == "openmm":
+        pytest.importorskip("openmm")
+    import importlib
+
+    checkpoints = importlib.import_module(module)
+    save = getattr(checkpoints, name)
+
+    def save_and_plant(rundir, checkpoint):
+        save(rundir, checkpoint)
+        frames = rundir / "uncertain.extxyz"
+        if not frames.is_symlink():
+            frames.symlink_to(target)
+
+    monkeypatch.setattr(checkpoints, name, save_and_plant)
+    with pytest.raises(RunDirectoryError, match="uncertain.extxyz points outside the run directory"):
+        _watched_run(here / "run", ensemble_model, engine)
+    assert not target.exists()
+
+
+def test_a_traj_resume_does_not_write_through_a_link_at_its_temporary_file(here, model_file):
+    """A resume rewrites a .traj beside it (TRAJ.tmp.traj) before moving it in: a link planted there is replaced."""
+    from nnpcalc import run_md
+
+    run_md(molecule("H2O"), model_file, outdir="run", steps=4, checkpoint_interval=2, trajectory="t.traj",
+           trajectory_interval=1, seed=2)
+    outside = here / "precious.traj"
+    outside.write_text("not yours\n")
+    (here / "run" / "t.traj.tmp.traj").symlink_to(outside)
+    result = nnp("md", "--resume", "run", "--steps", "6")
+    assert result.exit_code == 0, result.output
+    assert outside.read_text() == "not yours\n" and not (here / "run" / "t.traj").is_symlink()
+    assert len(ase.io.read(here / "run" / "t.traj", ":")) == 7

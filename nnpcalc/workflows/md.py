@@ -104,6 +104,7 @@ def resume_md(outdir: str | Path, *, steps: int | None = None, model: str | Path
             settings = replace(settings, steps=steps).validate()
         model = as_model(model or settings.model, settings.dtype, settings.device)
         rd.check_model(settings, model.path, rundir)
+        md_watcher(rundir, settings, model)  # its frames file linked out of the run: refused before any cut
         state.cut_outputs(rundir, settings, ckpt.outputs)
         rd.write_settings(rundir, settings)
         atoms = ckpt.atoms

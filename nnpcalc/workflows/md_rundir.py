@@ -1,7 +1,8 @@
 """An MD run directory: what it holds, who may write it, its settings file, log and trajectory.
 
 A run directory holds ``run.json`` (the :class:`~.md_settings.MDSettings`), ``md.log``, the
-trajectory, ``checkpoint.npz`` (:mod:`.md_state`) and ``run.lock``. Both engines write the same
+trajectory, ``checkpoint.npz`` (:mod:`.md_state`), ``run.lock`` and, with ``max_uncertainty``, the
+frames to label (``uncertain.extxyz``, :mod:`.uncertainty_watch`). Both engines write the same
 log (:data:`LOG_COLUMNS`). Rules that keep a run from being damaged:
 
 - every file is a plain name inside the directory, and none may be a symbolic link: a run, or

@@ -25,8 +25,8 @@ from ase.io import jsonio
 from ..errors import CheckpointError, RunDirectoryError
 from .io import FrameWriter
 from .md_ensembles import STATE
-from .md_rundir import CHECKPOINT, LOG, inside, log_header, log_line, sync_directory
-from .md_settings import MDSettings
+from .md_rundir import CHECKPOINT, LOG, SETTINGS, inside, log_header, log_line, sync_directory
+from .md_settings import ENGINES, MDSettings
 
 #: what ``outputs`` of a checkpoint records
 OUTPUT_KEYS = ("log_bytes", "trajectory_bytes", "trajectory_frames")
@@ -71,14 +71,28 @@ def load_checkpoint(rundir: Path, settings: MDSettings | None = None) -> Checkpo
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
         meta = json.loads(str(arrays.pop("meta")))
-        checkpoint = _checkpoint(arrays, meta)
+        engine = meta.get("engine", "ase") if isinstance(meta, dict) else "ase"  # the ASE engine's: no "engine"
+        if engine not in ENGINES:
+            raise ValueError(f"it names an unknown engine {engine!r}")
+        checkpoint = _checkpoint(arrays, meta) if engine == "ase" else None
     except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, TypeError) as err:
         raise CheckpointError(f"{path} is damaged or not an nnpcalc MD checkpoint ({type(err).__name__}: "
                               f"{err}); the run cannot continue from it. Restore the file, or start a new run "
                               "from the trajectory's last frame") from err
+    if checkpoint is None:
+        raise _other_engine(path, engine, rundir)
     if settings is not None:
         _match(checkpoint, settings, path)
     return checkpoint
+
+
+def _other_engine(path: Path, engine, rundir: Path) -> CheckpointError:
+    """The ASE engine was asked to resume from a checkpoint another engine (OpenMM) wrote."""
+    return CheckpointError(
+        f"{path} was written by the {engine} engine, but {SETTINGS} gives engine ase (the default when it names "
+        f"none): the run was made with `nnp md --engine {engine}` and only that engine can continue it. Put "
+        f"\"engine\": \"{engine}\" back in {Path(rundir) / SETTINGS} and resume with `nnp md --resume {rundir}`; "
+        "if the checkpoint was copied in from another run instead, restore this run's own checkpoint")
 
 
 def _checkpoint(arrays: dict, meta: dict) -> Checkpoint:
@@ -173,6 +187,8 @@ def _keep_frames(path: Path, frames: int) -> None:
 
     kept = ase.io.read(path, index=f":{frames}") if frames else []
     tmp = path.with_name(path.name + ".tmp.traj")
+    if tmp.is_symlink() or tmp.exists():  # a link planted there would be written through
+        tmp.unlink()
     with ase.io.Trajectory(tmp, "w") as traj:
         for atoms in kept:
             traj.write(atoms)

@@ -5,11 +5,14 @@ every ``every`` steps it asks the calculator for ``forces_uncertainty`` (the mod
 per-atom force error, eV/Å; see ``nnpcalc.nn.uncertainty``), and when the largest exceeds
 ``limit`` it records the step, appends the frame to ``frames_path`` (extended XYZ, ready to be
 labelled) unless the action is ``flag``, and for ``stop`` returns the reason the run should end.
-Only checked steps pay for the uncertainty (K - 1 extra backward passes).
+Only checked steps pay for the uncertainty (K - 1 extra backward passes). In an MD run directory
+(``rundir``, both engines) the frames file keeps to :mod:`.md_rundir`'s rules: a plain file of
+the directory, never a symbolic link, checked when the watch is made and at every write.
 """
 
 from __future__ import annotations
 
+import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +21,8 @@ import numpy as np
 from ase import Atoms
 
 from ..charge import total_charge
-from ..errors import OptionError
+from ..errors import OptionError, RunDirectoryError
+from . import md_rundir as rd
 from .choices import UNCERTAINTY_ACTIONS as ACTIONS
 
 #: where ``nnp md --max-uncertainty`` writes the frames to label, in its run directory
@@ -50,6 +54,7 @@ class UncertaintyWatch:
     frames_path: Path | None = None
     every: int = 10
     flagged: list[tuple[int, float]] = field(default_factory=list)  #: (step, largest sigma)
+    rundir: Path | None = None  #: an MD run directory: frames go to its file of ``frames_path``'s name
 
     def __post_init__(self):
         if self.action not in ACTIONS:
@@ -59,6 +64,9 @@ class UncertaintyWatch:
                               f"{self.limit} every {self.every}")
         if self.action != "flag" and self.frames_path is None:
             raise OptionError(f"uncertainty action {self.action!r} needs a file for the frames")
+        if self.action != "flag" and self.rundir is not None:
+            # a link is refused now, before a resume cuts or writes anything
+            self.frames_path = rd.inside(self.rundir, Path(self.frames_path).name)
 
     def check(self, atoms: Atoms, step: int) -> str | None:
         """Look at ``atoms`` (with its calculator) at ``step``; the reason to stop, or None."""
@@ -70,21 +78,37 @@ class UncertaintyWatch:
         self.flagged.append((step, sigma))
         message = f"step {step}: largest force uncertainty {sigma:.3g} eV/Å > {self.limit:g} eV/Å"
         if self.action != "flag":
-            save_frame(atoms, self.frames_path, step=step, max_forces_uncertainty=sigma)
+            save_frame(atoms, self.frames_path, self.rundir, step=step, max_forces_uncertainty=sigma)
         if self.action == "stop":
             return message + f"; frame written to {self.frames_path} for labelling"
         warnings.warn(message, stacklevel=2)
         return None
 
 
-def save_frame(atoms: Atoms, path: Path, **info) -> None:
-    """Append a bare copy of ``atoms`` (no model results: it is to be labelled) to ``path``."""
+def save_frame(atoms: Atoms, path: Path, rundir: Path | None = None, **info) -> None:
+    """Append a bare copy of ``atoms`` (no model results: it is to be labelled) to ``path``; with
+    ``rundir``, ``path`` must be a plain file of that run directory (``md_rundir.inside``)."""
     from ase.io import write
 
     frame = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=atoms.pbc)
     frame.info.update({"charge": total_charge(atoms), **info})
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    write(path, frame, format="extxyz", append=True)
+    if rundir is None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        write(path, frame, format="extxyz", append=True)
+        return
+    with _append_inside(rundir, Path(path).name) as fh:
+        write(fh, frame, format="extxyz")
+
+
+def _append_inside(rundir: Path, name: str):
+    """``rundir/name`` opened to append, refusing a link planted since the last check (``O_NOFOLLOW``)."""
+    path = rd.inside(rundir, name)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+    except OSError as err:
+        raise RunDirectoryError(f"cannot append to {path} ({err.strerror}): a run only writes plain files of its "
+                                "own directory; replace a link by the file itself, or start a new run") from err
+    return os.fdopen(fd, "a")
 
 
 def md_watcher(rundir: Path, settings, model) -> UncertaintyWatch | None:
@@ -93,5 +117,5 @@ def md_watcher(rundir: Path, settings, model) -> UncertaintyWatch | None:
         return None
     require_uncertainty(model)
     return UncertaintyWatch(settings.max_uncertainty, settings.uncertainty_action, Path(rundir) / MD_FRAMES,
-                            settings.trajectory_interval)
+                            settings.trajectory_interval, rundir=Path(rundir))
 
