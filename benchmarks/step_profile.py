@@ -51,6 +51,8 @@ def options(parser):
     parser.add_argument("--dtype", nargs="+", default=["float32"], choices=["float32", "float64"])
     parser.add_argument("--artifact", nargs="+", default=["torchscript"], choices=["torchscript", "compiled", "exported"])
     parser.add_argument("--watch", action="store_true", help="also run nnp md's per-step check after every step")
+    parser.add_argument("--clock", choices=["cpu", "wall"], default="cpu",
+                        help="cpu: this thread's CPU time (a loaded machine's waits for a core are not counted); wall")
     parser.add_argument("--ops", action="store_true", help="also print torch.profiler's top operators per workload")
 
 
@@ -60,6 +62,11 @@ def _target(path: str):
     module, _, cls = path.partition(":")
     obj = importlib.import_module(module)
     return getattr(obj, cls) if cls else obj
+
+
+#: the clock of every timing (``--clock``): on a machine loaded beyond its cores, a process waits
+#: for a core for several ms within most steps, which wall time would count in whatever stage it hit
+CLOCK = time.perf_counter
 
 
 class _Timer:
@@ -76,11 +83,11 @@ class _Timer:
 
         def timed(*args, **kwargs):
             timer.depth += 1
-            t0 = time.perf_counter()
+            t0 = CLOCK()
             try:
                 return fn(*args, **kwargs)
             finally:
-                elapsed = time.perf_counter() - t0
+                elapsed = CLOCK() - t0
                 timer.depth -= 1
                 if timer.depth == 0:  # a stage inside another counts for the outer one
                     timer.times[label] += elapsed
@@ -130,14 +137,17 @@ def profile(wname, args, dtype, artifact):
         if label.startswith("nnp md") and not args.watch:
             continue
         timer.wrap(label, _target(where), attribute)
-    steps, forward_only = [], []
+    steps, forward_only, per_step = [], [], defaultdict(list)
     try:
         for _ in range(args.steps):
-            t0 = time.perf_counter()
+            before = dict(timer.times)
+            t0 = CLOCK()
             dyn.run(1)
             if args.watch:
                 md_watch.why_stop(atoms, settings)
-            steps.append(time.perf_counter() - t0)
+            steps.append(CLOCK() - t0)
+            for label, total in timer.times.items():
+                per_step[label].append(total - before.get(label, 0.0))
             if model.program is None:  # the file: forward alone, for the forward/backward split
                 timer.depth += 1  # its inputs and graph are not part of a step
                 forward_only.append(_forward_only(model, atoms))
@@ -150,9 +160,10 @@ def profile(wname, args, dtype, artifact):
         with torch_profile() as prof:
             dyn.run(1)
         print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12, max_name_column_width=40))
-    n = args.steps
-    mean_step = sum(steps) / n
-    parts = {label: timer.times.get(label, 0.0) / n for label, _, _ in STAGES if label in timer.times}
+    # medians per stage and of the step: on a shared machine a step preempted by another process
+    # (several ms) would dominate a mean; the rest is the median step less the stages' medians
+    step_t = C.median(steps)
+    parts = {label: C.median(per_step[label]) for label, _, _ in STAGES if label in per_step}
     model_t = parts.pop("model call")
     tag = f"{dtype}, {artifact if model.program is None or artifact != 'torchscript' else 'torchscript'}"
     rows = [[label, t] for label, t in parts.items()]
@@ -161,10 +172,10 @@ def profile(wname, args, dtype, artifact):
         rows += [["model forward", fwd], ["model backward (forces, stress)", model_t - fwd]]
     else:
         rows += [[f"model call ({model.program.kind} program)", model_t]]
-    rows.append(["ASE integrator, Python", mean_step - sum(parts.values()) - model_t])
-    table = [[wname, tag, name, t * 1e3, 100 * t / mean_step] for name, t in rows]
-    summary = [wname, tag, C.median(steps) * 1e3, mean_step * 1e3, model_t * 1e3, (mean_step - model_t) * 1e3,
-               100 * (mean_step - model_t) / mean_step]
+    rows.append(["ASE integrator, Python", step_t - sum(parts.values()) - model_t])
+    table = [[wname, tag, name, t * 1e3, 100 * t / step_t] for name, t in rows]
+    summary = [wname, tag, C.median(steps) * 1e3, sum(steps) / len(steps) * 1e3, model_t * 1e3,
+               (step_t - model_t) * 1e3, 100 * (step_t - model_t) / step_t]
     return table, summary
 
 
@@ -174,16 +185,18 @@ def _forward_only(model, atoms):
     inputs = model._batch_inputs([atoms], None, None)
     graph = neighbor_graph(inputs[0], inputs[2], inputs[3], inputs[5], model.cutoff, model.neighbors)
     with model._calling(graph[0].shape[1]):  # as Model.compute calls: same threads
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         model.module.forward_batch(*inputs, *graph, compute_forces=False, compute_stress=False)
-        return time.perf_counter() - t0
+        return CLOCK() - t0
 
 
 def main():
     args = C.setup(__doc__.splitlines()[0], options)
     import os
 
-    print(f"# load average at start: {os.getloadavg()}")
+    global CLOCK
+    CLOCK = time.thread_time if args.clock == "cpu" else time.perf_counter
+    print(f"# load average at start: {os.getloadavg()}; clock: {args.clock}")
     rows, summary = [], []
     for wname in args.workloads:
         for dtype in args.dtype:
@@ -193,9 +206,9 @@ def main():
                 summary.append(line)
                 print(C.table(table, ["workload", "dtype, artifact", "stage", "ms per step", "% of step"]), flush=True)
     print(f"# load average at end: {os.getloadavg()}")
-    print("\n## Where an MD step goes (nnpcalc, ASE VelocityVerlet), threads =", args.threads)
+    print(f"\n## Where an MD step goes (nnpcalc, ASE VelocityVerlet; medians per stage, {args.clock} time), threads =", args.threads)
     print(C.table(rows, ["workload", "dtype, artifact", "stage", "ms per step", "% of step"]))
-    print("\n## Host overhead (step − model call)")
+    print("\n## Host overhead (median step − median model call)")
     print(C.table(summary, ["workload", "dtype, artifact", "median step ms", "mean step ms", "model call ms",
                             "host ms", "host %"]))
 
