@@ -36,10 +36,11 @@ def trajectory(atoms, steps=12, step=0.09, seed=0):
         yield atoms
 
 
+@pytest.mark.parametrize("backend", ["auto", "torch"])
 @pytest.mark.parametrize("name", ["ethanol", "al-skewed", "mixed-cell", "al-slab", "cu-1atom"])
-def test_skin_list_finds_the_fresh_pairs_at_every_step(name):
+def test_skin_list_finds_the_fresh_pairs_at_every_step(name, backend):
     start = reference_structures()[name]
-    skin = SkinList(4.0, skin=0.5)
+    skin = SkinList(4.0, skin=0.5, backend=backend)
     for atoms in trajectory(start):
         i, j, shifts, lengths2 = skin.graph(atoms.positions, atoms.cell.array, atoms.pbc)
         assert sorted(zip(i.tolist(), j.tolist(), map(tuple, shifts.astype(int).tolist()))) == fresh_pairs(atoms, 4.0)
