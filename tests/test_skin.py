@@ -202,3 +202,31 @@ def test_subnormals_are_flushed_inside_the_compiled_call_only():
     assert float(tiny32 * 1.0) > 0.0 and float(tiny64 * 1.0) > 0.0  # as before the block
     with flushed_subnormals(active=False):
         assert float(tiny32 * 1.0) > 0.0
+
+
+def test_threads_sharing_a_model_keep_their_own_lists_and_constants(model_file):
+    """Each thread keeps its own structure's constants and skin list: two threads running different
+    structures through one Model get what each gets alone."""
+    import threading
+
+    model = Model(model_file, dtype="float64")
+    runs = {name: list(trajectory(reference_structures()[name], steps=6, step=0.05))
+            for name in ("ethanol", "mixed-cell")}
+    expected = {name: [Model(model_file, dtype="float64", skin=0.0).compute([a])[0]["forces"] for a in frames]
+                for name, frames in runs.items()}
+    got, errors = {}, []
+
+    def run(name):
+        try:
+            got[name] = [model.compute([atoms])[0]["forces"] for atoms in runs[name] for _ in range(2)][::2]
+        except Exception as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+    threads = [threading.Thread(target=run, args=(name,)) for name in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    for name in runs:
+        for a, b in zip(got[name], expected[name]):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
