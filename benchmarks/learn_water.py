@@ -16,13 +16,18 @@
    With ``--control`` nothing is labelled: the same fine-tuning budget on the starting data.
 4. Held-out: ``data/water-box-md.extxyz`` (32 frames of GFN2-xTB MD of the box at 300/450 K,
    never trained on; read, never written) and the held-out water clusters.
-5. Per round: the stability check of the model card (``workflows.scans.water_md``: 0.5 ps of
-   Langevin MD of other water boxes, seeds 10 and 11, at 300 and 450 K; failed when an O–O
-   comes under 2.0 Å or an O–H over 1.5 Å), also for the shipped ``models/hcno-gfn2.pt``;
-   written to ``OUTDIR/stability-<run>.json``.
+5. Per round, the model card's water check (``scans.water_geometry``: fused when an O–O comes
+   under 2.0 Å, broken when an O–H exceeds 1.5 Å) on the exploration's own MD frames, written
+   to ``OUTDIR/explored-<run>.json`` (the exploration's generic stop, two atoms at 0.5 × their
+   covalent radii, is 0.66 Å for O–O: it misses fused water); and the card's stability run
+   (``scans.water_md``, 0.3 ps of another box, seed 10, at 300 and 450 K), also for the
+   shipped ``models/hcno-gfn2.pt``, in ``OUTDIR/stability.json``.
+
+The fine-tuning budget is in epochs (30 a round; ``--minutes`` only caps it), so that the
+control gets the same training whatever else the machine runs.
 
 Everything is written under OUTDIR; the round records and plot are ``OUTDIR/<run>/rounds.json``
-and ``rounds.png``. docs/uncertainty.md quotes a run.
+and ``rounds.png``; ``OUTDIR/learn-water.png`` sets the run beside its control. docs/uncertainty.md quotes a run.
 """
 
 from __future__ import annotations
@@ -41,7 +46,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_DATA = ROOT / "data" / "hcno-v2.extxyz"
 HELD_OUT_BOX = ROOT / "data" / "water-box-md.extxyz"
 SHIPPED_MODEL = ROOT / "models" / "hcno-gfn2.pt"
-CHECK_SEEDS, CHECK_TEMPERATURES, CHECK_STEPS = (10, 11), (300.0, 450.0), 1000  # 0.5 ps at 0.5 fs
+EPOCHS = 30  # fine-tuning epochs per round
+FUSED_OO, BROKEN_OH = 2.0, 1.5  # Å: workflows.scans.water_md's failure criteria
+CHECK_SEEDS, CHECK_TEMPERATURES, CHECK_STEPS = (10,), (300.0, 450.0), 600  # 0.3 ps at 0.5 fs
 
 RECIPE = {
     "name": "water-no-box", "seed": 0,
@@ -95,10 +102,29 @@ def stability(model_path) -> list[dict]:
     return runs
 
 
+def explored_geometry(run_dir: Path, rounds: int) -> list[dict]:
+    """Per round, the model card's water check on the exploration's own MD frames (every 10th
+    step of each run): closest O–O, longest O–H and the runs in which a molecule fused or broke."""
+    from nnpcalc.workflows.scans import water_geometry
+
+    out = []
+    for k in range(rounds + 1):
+        runs: dict[str, list] = {}
+        for frame in read(run_dir / f"round-{k:03d}" / "candidates.extxyz", ":"):
+            if "-md-" in frame.info["source"]:
+                runs.setdefault(frame.info["source"], []).append(water_geometry(frame))
+        oo = {name: min(g[0] for g in geometry) for name, geometry in runs.items()}
+        oh = {name: max(g[1] for g in geometry) for name, geometry in runs.items()}
+        failed = sorted(name for name in runs if oo[name] < FUSED_OO or oh[name] > BROKEN_OH)
+        out.append({"round": k, "runs": len(runs), "failed": failed, "closest_OO": min(oo.values()),
+                    "longest_OH": max(oh.values())})
+    return out
+
+
 def main(argv=None) -> None:
     import torch
 
-    args = C.learn_arguments(__doc__.splitlines()[0], frames=16, minutes=3.0).parse_args(argv)
+    args = C.learn_arguments(__doc__.splitlines()[0], frames=16, minutes=20.0).parse_args(argv)
     torch.set_num_threads(1)  # a program's choice: one thread, beside other work
     out = args.outdir
     out.mkdir(parents=True, exist_ok=True)
@@ -111,20 +137,57 @@ def main(argv=None) -> None:
     recipe["data"]["files"] = [str(out / "start.extxyz")]
     config = {"data": [str(out / "start.extxyz")], "structures": [str(out / "starts.extxyz")],
               "test": [str(HELD_OUT_BOX), str(out / "clusters-test.extxyz")], "method": "GFN2-xTB",
-              "max_epochs": 60,
+              "max_epochs": EPOCHS,
               "explore": {"temperatures_K": [300.0, 450.0], "steps": 400, "timestep_fs": 0.5, "sample_every": 10,
                           "relax": True}}
     summary = "Round 0 of the periodic-water active-learning demo: the default model's H/O data, no periodic water."
     name, records = C.learn_demo(args, recipe, config, summary)
-    path = out / f"stability-{name}.json"
-    checks = json.loads(path.read_text()) if path.is_file() else {}
-    for key, model in [("shipped hcno-gfn2", SHIPPED_MODEL)] + [(f"round {r['round']}", r["model"]) for r in records]:
-        if key not in checks:
-            checks[key] = stability(model)
-            path.write_text(json.dumps(checks, indent=1))
+    models = [("shipped hcno-gfn2", SHIPPED_MODEL), ("round 0", records[0]["model"])]
+    models += [(f"{name} round {r['round']}", r["model"]) for r in records[1:]]
+    checks = {}
+    for key, model in models:  # OUTDIR/stability.json, shared by the runs: re-read before each check
+        path = out / "stability.json"
+        done = json.loads(path.read_text()) if path.is_file() else {}
+        if key not in done:
+            done[key] = stability(model)
+            path.write_text(json.dumps(done, indent=1))
+        checks[key] = done[key]
+    geometry = explored_geometry(out / name, args.rounds)
+    (out / f"explored-{name}.json").write_text(json.dumps(geometry, indent=1))
     print(C.rounds_table(records))
     print()
+    print(C.table([[g["round"], f"{len(g['failed'])} / {g['runs']}", g["closest_OO"], g["longest_OH"]] for g in geometry],
+                  ["round", "exploration MD runs with O–O < 2 Å or O–H > 1.5 Å", "closest O–O (Å)", "longest O–H (Å)"]))
+    print()
     print(stability_table(checks))
+    plot_runs(out, out / "learn-water.png")
+
+
+def plot_runs(out: Path, path: Path) -> Path | None:
+    """Held-out water-box force and energy MAE, and exploration MD runs that fused or broke water,
+    per round, for the learn run and its control (when both are in ``out``)."""
+    from matplotlib.figure import Figure
+
+    names = [n for n in ("learn", "learn-control") if (out / f"explored-{n}.json").is_file()]
+    if not names:
+        return None
+    fig = Figure(figsize=(12, 3.6), layout="constrained")
+    ax_f, ax_e, ax_x = fig.subplots(1, 3)
+    for index, name in enumerate(names):
+        records = json.loads((out / name / "rounds.json").read_text())
+        rounds = [r["round"] for r in records]
+        for ax, key, scale in ((ax_f, "forces", 1.0), (ax_e, "energy_per_atom", 1e3)):
+            ax.plot(rounds, [r["test"]["water-box"][key]["mae"] * scale for r in records], "o-", label=name)
+        failed = [len(g["failed"]) for g in json.loads((out / f"explored-{name}.json").read_text())]
+        ax_x.bar(np.array(rounds) + 0.2 * (2 * index - 1), failed, width=0.4, label=name)
+    ax_f.set(xlabel="round", ylabel="force MAE (eV/Å)", yscale="log", title="water-box-md (held out): forces")
+    ax_e.set(xlabel="round", ylabel="energy MAE (meV/atom)", yscale="log", title="water-box-md (held out): energy")
+    ax_x.set(xlabel="round", ylabel="runs with O–O < 2 Å or O–H > 1.5 Å", title="exploration MD runs that fused water")
+    for ax in (ax_f, ax_e, ax_x):
+        ax.set_xticks(rounds)
+        ax.legend(fontsize=7)
+    fig.savefig(path, dpi=100)
+    return path
 
 
 def stability_table(checks: dict) -> str:
