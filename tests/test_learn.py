@@ -143,3 +143,21 @@ def test_a_frame_the_reference_fails_on_is_skipped(monkeypatch):
     monkeypatch.setattr(reference, "calculator", lambda method, charge: Failing())
     with pytest.warns(UserWarning, match="could not label frame 0.*SCF"):
         assert label([bulk("Cu", "fcc", a=3.6)], "EMT") == []
+
+
+def test_exploration_stops_on_a_pair_closer_than_min_distances():
+    """Two waters with O–O 1.8 Å: not fused by covalent radii (0.66 Å), fused by min_distances O-O 2.0."""
+    from ase.build import molecule
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    from nnpcalc.workflows.exploration import ExploreSettings, why_stop
+
+    pair = molecule("H2O") + molecule("H2O")
+    pair.positions[3:] += [0.0, 0.0, 1.8]  # the same water 1.8 Å above: O–O 1.8 Å, closest O–H 1.4 Å
+    pair.calc = SinglePointCalculator(pair, energy=0.0, forces=np.zeros((6, 3)))
+    assert why_stop(pair, {}, ExploreSettings(stop_factor=0)) is None
+    reason = why_stop(pair, {}, ExploreSettings(stop_factor=0, min_distances={"O-O": 2.0}))
+    assert reason is not None and "O-O at 1.80 Å" in reason
+    assert why_stop(pair, {}, ExploreSettings(stop_factor=0, min_distances={"O-O": 1.7, "H-O": 0.5})) is None
+    with pytest.raises(OptionError, match="min_distances"):
+        ExploreSettings(min_distances={"O+O": 2.0})

@@ -3,7 +3,8 @@
 Every start structure runs Langevin MD at each temperature (and, optionally, a FIRE
 relaxation); a frame is kept every ``sample_every`` steps. A run stops early when its state is
 beyond sane (non-finite numbers, a force above ``max_force``, two atoms closer than
-``fused_factor`` × their covalent radii) or its energy uncertainty leaves the validated range
+``fused_factor`` × their covalent radii, or a pair of ``min_distances``, e.g. O–O under 2 Å
+for fused water) or its energy uncertainty leaves the validated range
 (``stop_factor`` × the largest validation sigma); those stops are the model's failures, and
 the frame that stopped the run is kept as a candidate. All candidates are then scored in
 batches with ``forces_uncertainty`` (``info["max_forces_uncertainty"]``, eV/Å).
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from ase import Atoms, units
-from ase.data import covalent_radii
+from ase.data import atomic_numbers, covalent_radii
 from ase.neighborlist import neighbor_list
 
 from ..charge import total_charge
@@ -36,11 +37,19 @@ class ExploreSettings:
     max_force: float = 50.0  #: eV/Å
     fused_factor: float = 0.5
     stop_factor: float = 20.0  #: 0: runs never stop on uncertainty
+    #: Å per element pair, e.g. ``{"O-O": 2.0}``: closer is a failure (fused water, which
+    #: ``fused_factor`` × covalent radii, 0.66 Å for O–O, does not see)
+    min_distances: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if self.steps < 1 or self.sample_every < 1 or self.timestep_fs <= 0:
             raise OptionError(f"explore: steps and sample_every must be >= 1 and timestep_fs > 0, got "
                               f"{self.steps}, {self.sample_every}, {self.timestep_fs}")
+        for pair, distance in self.min_distances.items():
+            symbols = str(pair).split("-")
+            if len(symbols) != 2 or any(s not in atomic_numbers for s in symbols) or not float(distance) > 0:
+                raise OptionError(f"explore: min_distances takes 'A-B': distance in Å > 0 (e.g. 'O-O': 2.0), "
+                                  f"got {pair!r}: {distance!r}")
 
 
 def explore(model, starts: list[Atoms], settings: ExploreSettings, seed: int = 0,
@@ -138,8 +147,24 @@ def why_stop(atoms: Atoms, metadata: dict, settings: ExploreSettings) -> str | N
     fused = closest_pair_ratio(atoms)
     if fused < settings.fused_factor:
         return f"two atoms at {fused:.2f} × their covalent radii (fused)"
+    close = too_close(atoms, settings.min_distances)
+    if close:
+        return close
     if settings.stop_factor > 0:
         return far_outside(atoms.calc.results, metadata, len(atoms), settings.stop_factor)
+    return None
+
+
+def too_close(atoms: Atoms, min_distances: dict) -> str | None:
+    """The first element pair of ``min_distances`` ("A-B": Å) closer than allowed, or None."""
+    if not min_distances:
+        return None
+    i, j, d = neighbor_list("ijd", atoms, max(float(v) for v in min_distances.values()))
+    for pair, limit in min_distances.items():
+        a, b = (atomic_numbers[s] for s in pair.split("-"))
+        mask = ((atoms.numbers[i] == a) & (atoms.numbers[j] == b)) & (d < float(limit))
+        if mask.any():
+            return f"{pair} at {d[mask].min():.2f} Å < {float(limit):g} Å (min_distances)"
     return None
 
 
