@@ -33,7 +33,7 @@ import contextlib
 import json
 import warnings
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,9 @@ class Capabilities:
     #: serves periodic cells; False marks a molecules-only model, which OpenMM refuses in a box
     #: (files without the key are periodic)
     periodic: bool = True
+    #: optional per-atom inputs the model reads beyond the standard ones (``["atom_charges"]``:
+    #: torchmd-net's Coulomb prior); files without the key take none
+    inputs: list[str] = field(default_factory=list)
 
 
 def make_metadata(
@@ -109,7 +112,7 @@ def make_metadata(
         "heads": list(capabilities.heads),
         "fidelities": list(capabilities.fidelities),
         "provenance": provenance or {},
-    }
+    } | ({"inputs": list(capabilities.inputs)} if capabilities.inputs else {})
 
 
 def digest(module: torch.nn.Module, metadata: dict) -> str:

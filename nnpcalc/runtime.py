@@ -86,6 +86,7 @@ class Model:
         self.cutoff: float = self.metadata["cutoff"]
         self.outputs: list[str] = list(self.metadata["outputs"])
         self.fidelities: list[str] = self.metadata["fidelities"]
+        self.inputs: list[str] = list(self.metadata.get("inputs", []))  # optional per-atom inputs (atom_charges)
         self.chunk_pairs = int(chunk_pairs)
         self.serial_pairs = int(serial_pairs)
         self._chunked = None  # the eager module with chunked pairs, built on first need
@@ -193,7 +194,7 @@ class Model:
         module = self._module_for(pairs)
         with self._calling(pairs):
             extra = {"compute_uncertainty": True} if uncertainty and "forces_uncertainty" in self.outputs else {}
-            out = self._forward(module, inputs, graph, forces, stress, extra)
+            out = self._forward(module, inputs, graph, forces, stress, extra | self._atom_inputs(structures))
         results = _split(out, inputs[5], len(structures), self.metadata["outputs"])
         for atoms, result in zip(structures, results):
             if not validation.has_volume(atoms):
@@ -209,6 +210,7 @@ class Model:
         module = self._module_for(pairs)
         with self._calling(pairs):
             extra = {"compute_uncertainty": True} if uncertainty and "forces_uncertainty" in self.outputs else {}
+            extra |= self._atom_inputs([atoms])
             out = self._forward(module, inputs, graph, forces, stress and constants.has_volume, extra)
         (result,) = _split(out, inputs[5], 1, self.metadata["outputs"])
         if not constants.has_volume:
@@ -216,6 +218,21 @@ class Model:
         if closest:
             result["closest_pair"] = nearest
         return result
+
+    def _atom_inputs(self, structures: Sequence[Atoms]) -> dict:
+        """The optional per-atom inputs the file declares (metadata ``inputs``) as ``forward_batch``
+        keywords: ``atom_charges`` from ASE's ``initial_charges`` (torchmd-net's Coulomb prior)."""
+        if "atom_charges" not in self.inputs:
+            return {}
+        missing = [k for k, atoms in enumerate(structures) if not atoms.has("initial_charges")]
+        if missing:
+            raise InvalidStructureError(
+                f"model {self.path.name} reads per-atom partial charges (metadata 'inputs': ['atom_charges'], "
+                f"torchmd-net's Coulomb prior), and structure {missing[0]} has none: set them with "
+                "atoms.set_initial_charges([...]) (e per atom)."
+            )
+        charges = np.concatenate([atoms.get_initial_charges() for atoms in structures])
+        return {"atom_charges": torch.tensor(charges, dtype=self.dtype, device=self.device)}
 
     def _kept_constants(self, atoms: Atoms, charge, index) -> "_Constants":
         """This thread's constants of ``atoms``, checked (all checks when new, positions when kept)."""
@@ -271,6 +288,9 @@ class Model:
         """One batched call on tensors in ``forward_batch``'s layout (cells as rows), for engines
         that hold tensors (torch-sim): same graph, chunking and threads as :meth:`compute`
         (``uncertainty`` as there). Outputs stay tensors on the model's device, detached."""
+        if self.inputs:
+            raise InvalidStructureError(f"model {self.path.name} reads per-atom inputs {self.inputs} (metadata "
+                                        "'inputs') that this engine does not pass; use it through ASE's NNPCalculator")
         present = numbers.unique().tolist()
         if any(z < 1 or z >= len(chemical_symbols) for z in present):
             raise InvalidStructureError(f"atomic numbers {present} include some outside the periodic table "

@@ -159,8 +159,7 @@ def test_old_tensornet_layout_is_remixed_like_upstream(tmp_path):
     ({"model": "graph-network"}, "tensornet, tensornet2, equivariant-transformer"),
     ({"model": "tensornet", "output_model": "DipoleMoment"}, "output model 'DipoleMoment'"),
     ({"model": "tensornet", "prior_model": ["Atomref", "D2"]}, r"D2 prior_args lack"),
-    ({"model": "tensornet", "prior_model": ["Coulomb"]}, r"Coulomb prior cannot be exported: .* per-atom partial charges"),
-    ({"model": "tensornet", "prior_model": ["Coulomb"]}, r"ScalarPlusWeightedCoulomb on model tensornet2"),
+    ({"model": "tensornet", "prior_model": ["Coulomb"]}, r"Coulomb prior_args lack \['lower_switch_distance'"),
     ({"model": "tensornet", "output_model": "ScalarPlusWeightedCoulomb"}, "reads the charge channels of model tensornet2"),
     ({"model": "tensornet", "prior_model": "ZBL", "prior_args": {**ZBL_ARGS, "cutoff_distance": 9.0}},
      "exceeds the model's cutoff_upper"),
@@ -306,3 +305,105 @@ def test_tensornet2_coulomb_stress_matches_finite_differences(tmp_path):
     stress = atoms.get_stress(voigt=True)
     assert np.abs(stress - numerical).max() < 1e-6 * max(1.0, np.abs(numerical).max()), (stress, numerical)
     assert np.abs(numerical).max() > 1e-4
+
+
+# --- torchmd-net's Coulomb prior: per-atom partial charges given with every structure (issue 15, item 5) ---
+
+#: switched between 0.1 and 0.3 nm (upstream's units), eV and Å
+COULOMB_ARGS = {"lower_switch_distance": 0.1, "upper_switch_distance": 0.3, "max_num_neighbors": 32,
+                "distance_scale": 1e-10, "energy_scale": 1.602176634e-19}
+
+
+def _upstream_with_charges(model, atoms, charges):
+    """Upstream's energy and forces of a molecule whose partial charges come as extra_args (as its datasets give)."""
+    z, pos = torch.tensor(atoms.numbers), torch.tensor(atoms.positions, dtype=torch.float64)
+    extra = {"partial_charges": torch.tensor(charges, dtype=torch.float64)}
+    y, neg_dy = model(z, pos, torch.zeros_like(z), extra_args=extra)
+    return float(y.detach().reshape(())), neg_dy.detach().numpy()
+
+
+@pytest.fixture
+def coulomb_prior_file(pure_python_tensornet, tmp_path):
+    hparams = {**TRAIN_DEFAULTS, **SMALL, "model": "tensornet", "prior_model": ["Atomref", "Coulomb"],
+               "prior_args": [ATOMREF, COULOMB_ARGS]}
+    ckpt = write_checkpoint(tmp_path / "coulomb.ckpt", hparams)
+    return export_any(ckpt, tmp_path / "coulomb.pt"), upstream_model(ckpt)
+
+
+def test_coulomb_prior_matches_upstream_with_ase_initial_charges(coulomb_prior_file):
+    path, upstream = coulomb_prior_file
+    meta = modelfile.read_metadata(path)
+    assert meta["heads"] == ["energy", "torchmd_coulomb"] and meta["inputs"] == ["atom_charges"]
+    assert meta["periodic"] is False
+    ethanol = ase_build.molecule("CH3CH2OH")
+    ethanol.calc = NNPCalculator(path, dtype="float64")
+    rng = np.random.default_rng(3)
+    for charges in (rng.uniform(-0.6, 0.6, len(ethanol)), rng.uniform(-0.3, 0.9, len(ethanol))):  # 0 and +e-ish
+        ethanol.set_initial_charges(charges)  # a change of charges alone triggers a new calculation
+        energy, forces = ethanol.get_potential_energy(), ethanol.get_forces()
+        ref_energy, ref_forces = _upstream_with_charges(upstream, ethanol, charges)
+        assert abs(energy - ref_energy) < E_TOL, (energy, ref_energy)
+        assert np.abs(forces - ref_forces).max() < F_TOL
+    # the term is large enough for the comparison to see it: upstream's prior alone, and through the energy
+    z, pos = torch.tensor(ethanol.numbers), torch.tensor(ethanol.positions)
+    term = upstream.prior_model[1].post_reduce(torch.zeros(1, 1, dtype=torch.float64), z, pos, torch.zeros_like(z),
+                                               extra_args={"partial_charges": torch.tensor(charges)})
+    assert abs(float(term)) > 0.1
+    assert abs(_upstream_with_charges(upstream, ethanol, 0 * charges)[0] - ref_energy) > 0.1
+
+
+def test_coulomb_prior_file_without_charges_names_the_fix(coulomb_prior_file):
+    path, upstream = coulomb_prior_file
+    ethanol = ase_build.molecule("CH3CH2OH")
+    with pytest.raises(InvalidStructureError, match=r"atoms\.set_initial_charges"):
+        ours(NNPCalculator(path, dtype="float64"), ethanol)
+    # the bare file: the old call refuses with the fix named, the optional last input serves
+    bare = torch.jit.load(str(path)).to(torch.float64)
+    args = (torch.tensor(ethanol.positions), torch.tensor(ethanol.numbers), torch.zeros(3, 3, dtype=torch.float64),
+            torch.zeros(3, dtype=torch.bool), torch.tensor(0.0, dtype=torch.float64))
+    with pytest.raises(Exception, match=r"atoms\.set_initial_charges"):
+        bare(*args)
+    charges = np.linspace(-0.5, 0.5, len(ethanol))
+    out = bare(*args, atom_charges=torch.tensor(charges))
+    assert abs(float(out["energy"]) - _upstream_with_charges(upstream, ethanol, charges)[0]) < E_TOL
+    # periodic cells are refused (upstream's prior is no lattice sum), so are engines that pass no charges
+    box = periodic_box()
+    box.set_initial_charges(np.zeros(len(box)))
+    with pytest.raises(InvalidStructureError, match="molecules only"):
+        ours(NNPCalculator(path, dtype="float64"), box)
+    from nnpcalc.runtime import Model
+
+    model = Model(path, dtype="float64")
+    with pytest.raises(InvalidStructureError, match="per-atom inputs"):
+        model.forward_tensors(torch.tensor(ethanol.positions), torch.tensor(ethanol.numbers), torch.zeros(1, 3, 3),
+                              torch.zeros(1, 3, dtype=torch.bool), torch.zeros(1),
+                              torch.zeros(len(ethanol), dtype=torch.long))
+
+
+def test_coulomb_prior_batched_equals_one_by_one(coulomb_prior_file):
+    path, _ = coulomb_prior_file
+    from nnpcalc.runtime import Model
+
+    model = Model(path, dtype="float64")
+    rng = np.random.default_rng(5)
+    molecules = [ase_build.molecule(name) for name in ("CH3CH2OH", "H2O", "CH3CN")]
+    for atoms in molecules:
+        atoms.set_initial_charges(rng.uniform(-0.5, 0.5, len(atoms)))
+    batched = model.compute(molecules)
+    for atoms, result in zip(molecules, batched):
+        (alone,) = model.compute([atoms])
+        assert abs(float(result["energy"]) - float(alone["energy"])) < E_TOL
+        assert np.abs(result["forces"] - alone["forces"]).max() < F_TOL
+
+
+def test_models_without_the_coulomb_prior_declare_no_inputs(tmp_path):
+    hparams = {**TRAIN_DEFAULTS, **SMALL, "model": "tensornet"}
+    path = export_any(write_checkpoint(tmp_path / "plain.ckpt", hparams), tmp_path / "plain.pt")
+    assert "inputs" not in modelfile.read_metadata(path)
+    big = {**TRAIN_DEFAULTS, **SMALL, "model": "tensornet", "prior_model": ["Coulomb"],
+           "prior_args": [{**COULOMB_ARGS, "max_num_neighbors": 4}]}
+    small = export_any(write_checkpoint(tmp_path / "c4.ckpt", big), tmp_path / "c4.pt")
+    ethanol = ase_build.molecule("CH3CH2OH")
+    ethanol.set_initial_charges(np.zeros(len(ethanol)))
+    with pytest.raises(Exception, match="max_num_neighbors = 4"):
+        ours(NNPCalculator(small, dtype="float64"), ethanol)

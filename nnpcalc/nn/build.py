@@ -22,7 +22,7 @@ from ase.data import atomic_numbers
 from . import heads as H
 from .potential import Potential
 from .priors import ZBLRepulsion
-from .torchmd_priors import TorchMDD2, TorchMDRepulsion, TorchMDZBL
+from .torchmd_priors import TorchMDCoulomb, TorchMDD2, TorchMDRepulsion, TorchMDZBL
 from .radial import DEFAULT_CUTOFF
 from .uncertainty import EnsembleEnergyHead
 
@@ -146,6 +146,10 @@ HEAD_KINDS: dict[str, HeadKind] = {
     "torchmd_d2": HeadKind(lambda s, g: TorchMDD2(
         s["cutoff_distance"], s["distance_scale"], s["energy_scale"], int(s["num_types"]))),
     "torchmd_scalar_coulomb": HeadKind(_torchmd_coulomb),
+    # torchmd-net's Coulomb prior (molecules only): reads the optional per-atom input atom_charges
+    "torchmd_coulomb": HeadKind(lambda s, g: TorchMDCoulomb(
+        s["lower_switch_distance"], s["upper_switch_distance"], int(s["max_num_neighbors"]),
+        s["distance_scale"], s["energy_scale"])),
     # TensorNet2's in-backbone ZBL repulsion (repulsion=True), scaled like the energy head's atoms
     "torchmd_repulsion": HeadKind(lambda s, g: TorchMDRepulsion(
         int(s["num_elements"]), float(s.get("cutoff_lower", 0.0)), s.get("reduce", "sum"))),

@@ -56,13 +56,17 @@ class Potential(nn.Module):
         fidelity: Optional[Tensor] = None,
         edge_index: Optional[Tensor] = None,
         shifts: Optional[Tensor] = None,
+        atom_charges: Optional[Tensor] = None,
     ) -> Dict[str, Tensor]:
-        """One structure: positions [N,3] Å, atomic_numbers [N], cell [3,3] Å, pbc [3], total_charge [] e."""
+        """One structure: positions [N,3] Å, atomic_numbers [N], cell [3,3] Å, pbc [3], total_charge [] e.
+
+        ``atom_charges`` [N] e: only for models whose metadata lists ``inputs: [atom_charges]``
+        (torchmd-net's Coulomb prior); every other model ignores it."""
         batch = torch.zeros_like(atomic_numbers)
         fid = fidelity.reshape(1) if fidelity is not None else None
         out = self.forward_batch(
             positions, atomic_numbers, cell.unsqueeze(0), pbc.unsqueeze(0),
-            total_charge.reshape(1), batch, fid, edge_index, shifts, True, True, False,
+            total_charge.reshape(1), batch, fid, edge_index, shifts, True, True, False, atom_charges,
         )
         for key in ("energy", "stress", "dipole", "energy_ensemble", "energy_uncertainty"):
             if key in out:
@@ -84,6 +88,7 @@ class Potential(nn.Module):
         compute_forces: bool = True,
         compute_stress: bool = True,
         compute_uncertainty: bool = False,
+        atom_charges: Optional[Tensor] = None,
     ) -> Dict[str, Tensor]:
         """B structures: positions [N,3], atomic_numbers [N], cell [B,3,3], pbc [B,3], total_charge [B], batch [N].
 
@@ -107,7 +112,7 @@ class Potential(nn.Module):
         fid = self._fidelity(fidelity, cell.shape[0], cell.device)
         out = self.evaluate(
             positions, atomic_numbers, cell, pbc, total_charge.to(dtype), batch, fid, edge_index,
-            shifts.to(dtype), compute_forces, compute_stress, compute_uncertainty,
+            shifts.to(dtype), compute_forces, compute_stress, compute_uncertainty, atom_charges,
         )
         if "stress" in out:  # a structure whose cell has no volume has no stress: NaN, not virial/1
             out["stress"] = torch.where(has_volume[:, None, None], out["stress"], torch.full_like(out["stress"], float("nan")))
@@ -117,6 +122,7 @@ class Potential(nn.Module):
         self, positions: Tensor, atomic_numbers: Tensor, cell: Tensor, pbc: Tensor, total_charge: Tensor,
         batch: Tensor, fidelity: Tensor, edge_index: Tensor, shifts: Tensor,
         compute_forces: bool = True, compute_stress: bool = True, compute_uncertainty: bool = False,
+        atom_charges: Optional[Tensor] = None,
     ) -> Dict[str, Tensor]:
         """``forward_batch`` after its checks: inputs in the model's dtype, the graph given and
         ``fidelity`` an index per structure [B]. No branch on tensor values, so
@@ -132,6 +138,8 @@ class Potential(nn.Module):
             "fidelity": fidelity,
             "pbc": pbc,
         }
+        if atom_charges is not None:  # per-atom input of the heads that declare it (``inputs``)
+            system["atom_charges"] = atom_charges.to(positions.dtype)
         out = self.properties(system, cell_s, edge_index, shifts)
         if compute_forces or compute_stress:
             self._derivatives(out, positions, strain, cell, compute_forces, compute_stress, compute_uncertainty)
@@ -154,6 +162,7 @@ class Potential(nn.Module):
             fidelities=list(self.fidelities),
             # a head may serve molecules only (electrostatics "coulomb" sets periodic False)
             periodic=all(bool(getattr(head, "periodic", True)) for head in self.heads),
+            inputs=sorted({name for head in self.heads for name in getattr(head, "inputs", ())}),
         )
 
     @torch.jit.export

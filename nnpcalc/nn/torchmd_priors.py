@@ -198,3 +198,74 @@ class TorchMDRepulsion(Head):
         outputs["energies"] = outputs["energies"] + energies
         outputs["energy"] = outputs["energy"] + scatter_sum(energies, batch, outputs["energy"].shape[0])
         return outputs
+
+
+#: the name of the optional per-atom input the Coulomb prior reads (``Potential.forward``'s ``atom_charges``)
+ATOM_CHARGES = "atom_charges"
+#: what the model file says when it is called without them (every engine but ASE calls it so)
+MISSING_CHARGES = (
+    "nnpcalc model: this model's torchmd-net Coulomb prior reads per-atom partial charges (e) given "
+    "with every structure (metadata 'inputs': ['atom_charges']); in ASE set them with "
+    "atoms.set_initial_charges([...]) (NNPCalculator passes them); other engines cannot pass them"
+)
+
+
+class TorchMDCoulomb(Head):
+    """``E = k' Σ_{i<j} s(d) q_i q_j / d``, as torchmd-net's ``Coulomb.post_reduce`` (molecules).
+
+    ``q`` are per-atom partial charges the caller passes with every structure (upstream's
+    ``extra_args["partial_charges"]``; here the optional model input ``atom_charges``: ASE's
+    ``initial_charges``); nothing in the model predicts them. ``d`` is the distance in nm
+    (``1e9 · distance_scale`` per model unit), ``s`` a cosine switch from 0 at
+    ``lower_switch_distance`` to 1 at ``upper_switch_distance`` (nm), and
+    ``k' = 2.30707e-28 / energy_scale / distance_scale``, all as upstream computes them (its
+    switch bounds pass through default-dtype float32 tensors, kept here). Every pair of a
+    molecule, as upstream's pair list without a box and with no cutoff; upstream refuses
+    molecules of more than ``max_num_neighbors + 1`` atoms (its pair buffer), so does the port.
+    Periodic cells are refused (``periodic = False``): upstream's prior takes minimum images of
+    every pair with the box in the dataset's units against positions in nm, not a lattice sum.
+    Each pair's energy is split evenly between its two atoms.
+    """
+
+    name = "torchmd_coulomb"
+    outputs: tuple = ()  # adds to "energy" and "energies"
+    periodic = False  # see the docstring
+    inputs = (ATOM_CHARGES,)  # the model file's optional per-atom input (metadata "inputs")
+
+    def __init__(self, lower_switch_distance: float, upper_switch_distance: float, max_num_neighbors: int,
+                 distance_scale: float, energy_scale: float):
+        super().__init__()
+        lower = torch.tensor(float(lower_switch_distance), dtype=torch.float32)
+        upper = torch.tensor(float(upper_switch_distance), dtype=torch.float32)
+        # upstream: torch.tensor(float) (float32), the width subtracted in float32 (attributes: TorchScript)
+        self.lower, self.upper, self.width = float(lower), float(upper), float(upper - lower)
+        self.max_num_neighbors = int(max_num_neighbors)
+        self.nm_per_unit = 1e9 * float(distance_scale)
+        self.prefactor = 2.30707e-28 / float(energy_scale) / float(distance_scale)
+        self.message = MISSING_CHARGES
+
+    def pair_energy(self, qi: Tensor, qj: Tensor, d: Tensor) -> Tensor:
+        """Energy (model units) of charges ``qi``, ``qj`` (e) at distances ``d`` (nm)."""
+        phase = (d.clamp(max=self.upper).clamp(min=self.lower) - self.lower) / self.width
+        return self.prefactor * (0.5 - 0.5 * torch.cos(math.pi * phase)) * qi * qj / d
+
+    def forward(self, x: Tensor, system: Dict[str, Tensor], outputs: Dict[str, Tensor]) -> Dict[str, Tensor]:
+        if "atom_charges" not in system:
+            raise ValueError(self.message)
+        refuse_periodic(system["pbc"], "torchmd-net's Coulomb prior")
+        batch, energy = system["batch"], outputs["energy"]
+        if bool((torch.bincount(batch, minlength=energy.shape[0]) > self.max_num_neighbors + 1).any()):
+            raise ValueError(
+                "nnpcalc model: torchmd-net's Coulomb prior pairs every atom with at most max_num_neighbors = "
+                + str(self.max_num_neighbors) + " others (its checkpoint's prior_args), and this molecule has more "
+                "atoms; upstream refuses it too"
+            )
+        positions = system["positions"]
+        i, j, d = molecule_pairs(positions * self.nm_per_unit, batch)  # upstream scales positions to nm first
+        q = system["atom_charges"].to(positions.dtype)
+        half = 0.5 * self.pair_energy(q[i], q[j], d)
+        n = positions.shape[0]
+        energies = (scatter_sum(half, i, n) + scatter_sum(half, j, n)).to(outputs["energies"].dtype)
+        outputs["energies"] = outputs["energies"] + energies
+        outputs["energy"] = energy + scatter_sum(energies, batch, energy.shape[0])
+        return outputs

@@ -5,10 +5,11 @@ Supported: the representation models ``tensornet``, ``tensornet2`` and
 ``EquivariantScalar``) or, for ``tensornet2``, ``ScalarPlusWeightedCoulomb`` (its charge
 channels and Coulomb energy: a ``torchmd_scalar_coulomb`` head), ``reduce_op`` add/sum/mean,
 standardisation (the ``std``/``mean`` buffers), ``Atomref`` priors and the molecule-wise
-``ZBL`` and ``D2`` priors (``torchmd_zbl`` and ``torchmd_d2`` heads after the energy head; D2
-serves molecules only, as upstream computes it without periodic boundaries). The ``Coulomb``
-prior is refused: it reads per-atom charges given with every structure, which a model file
-does not take (docs/electrostatics.md). The
+``ZBL``, ``D2`` and ``Coulomb`` priors (``torchmd_zbl``, ``torchmd_d2`` and ``torchmd_coulomb``
+heads after the energy head; D2 and Coulomb serve molecules only, as upstream computes them
+without periodic boundaries). The ``Coulomb`` prior reads per-atom partial charges given with
+every structure: the file takes them as its optional input ``atom_charges`` (metadata
+``inputs``; ASE's ``initial_charges``, docs/electrostatics.md). The
 exported file computes upstream's ``TorchMD_Net.forward`` energy: the backbone is nnpcalc's
 port with upstream's parameter names, the head (``torchmd_scalar``,
 ``torchmd_equivariant_scalar`` or ``torchmd_scalar_coulomb``) is upstream's output model plus
@@ -42,7 +43,13 @@ MODELS = {"tensornet": "tensornet", "tensornet2": "tensornet2", "equivariant-tra
 #: torchmd-net ``output_model`` → the nnpcalc head that ports it (None: the backbone's default)
 OUTPUT_MODELS = {"Scalar": None, "ScalarPlusWeightedCoulomb": "torchmd_scalar_coulomb"}
 #: molecule-wise priors → nnpcalc head kind and the upstream buffers it holds
-MOLECULE_PRIORS = {"ZBL": ("torchmd_zbl", ("atomic_number",)), "D2": ("torchmd_d2", ("Z_map", "C_6", "R_r"))}
+MOLECULE_PRIORS = {"ZBL": ("torchmd_zbl", ("atomic_number",)), "D2": ("torchmd_d2", ("Z_map", "C_6", "R_r")),
+                   "Coulomb": ("torchmd_coulomb", ())}
+#: the torchmd-train prior_args each molecule-wise prior needs (it stores them all)
+PRIOR_ARGS = {"ZBL": ("cutoff_distance", "distance_scale", "energy_scale", "atomic_number"),
+              "D2": ("cutoff_distance", "distance_scale", "energy_scale", "atomic_number"),
+              "Coulomb": ("lower_switch_distance", "upper_switch_distance", "max_num_neighbors",
+                          "distance_scale", "energy_scale")}
 #: upstream's D2 table ends at iodine/xenon (Z 54)
 D2_MAX_Z = 54
 #: torchmd-net aliases of tensornet2 (load_model renames them)
@@ -94,16 +101,6 @@ def priors(hparams: dict) -> list[tuple[str, dict]]:
     return list(zip(names, [a or {} for a in args]))
 
 
-#: why the Coulomb prior is refused, and what to do (docs/electrostatics.md, "torchmd-net's charge models")
-COULOMB_PRIOR_REFUSAL = (
-    "torchmd-net's Coulomb prior cannot be exported: it adds the Coulomb energy of per-atom partial "
-    "charges that the caller passes with every structure (extra_args['partial_charges'], the "
-    "dataset's charges), and an nnpcalc model file takes positions, numbers, cell, pbc and the total "
-    "charge only. Train with output_model ScalarPlusWeightedCoulomb on model tensornet2 (the model "
-    "predicts its charges; nnpcalc imports it exactly), or without the Coulomb prior"
-)
-
-
 def _check_supported(hparams: dict) -> None:
     model = hparams.get("model")
     if model in _TENSORNET2_ALIASES:
@@ -129,30 +126,20 @@ def _check_supported(hparams: dict) -> None:
         raise ModelFileError(
             f"torchmd-net atom_filter={hparams['atom_filter']} cannot be exported; retrain without it"
         )
-    if "Coulomb" in [name for name, _ in priors(hparams)]:
-        raise ModelFileError(COULOMB_PRIOR_REFUSAL)
     other = [name for name, _ in priors(hparams) if name not in ATOMREFS + tuple(MOLECULE_PRIORS)]
     if other:
         raise ModelFileError(
-            f"torchmd-net prior model(s) {other} cannot be exported; nnpcalc serves Atomref, ZBL and D2 priors"
+            f"torchmd-net prior model(s) {other} cannot be exported; nnpcalc serves Atomref, ZBL, D2 and Coulomb priors"
         )
     for name, args in priors(hparams):
+        missing = [k for k in PRIOR_ARGS.get(name, ()) if k not in args]
+        if missing:
+            raise ModelFileError(f"torchmd-net {name} prior_args lack {missing}; they are stored by torchmd-train")
         if name == "ZBL":
             _check_zbl(args, hparams)
-        if name == "D2":
-            _check_d2(args)
-
-
-def _check_d2(args: dict) -> None:
-    missing = [k for k in ("cutoff_distance", "distance_scale", "energy_scale", "atomic_number") if k not in args]
-    if missing:
-        raise ModelFileError(f"torchmd-net D2 prior_args lack {missing}; they are stored by torchmd-train")
 
 
 def _check_zbl(args: dict, hparams: dict) -> None:
-    missing = [k for k in ("cutoff_distance", "distance_scale", "energy_scale", "atomic_number") if k not in args]
-    if missing:
-        raise ModelFileError(f"torchmd-net ZBL prior_args lack {missing}; they are stored by torchmd-train")
     if float(args["cutoff_distance"]) > float(hparams["cutoff_upper"]):
         raise ModelFileError(
             f"torchmd-net ZBL cutoff_distance {args['cutoff_distance']} exceeds the model's cutoff_upper "
@@ -256,13 +243,18 @@ def _coulomb_head(hparams: dict) -> dict:
 
 
 def _prior_heads(hparams: dict) -> list[dict]:
-    """Head specs of the molecule-wise priors (ZBL, D2), in upstream's order."""
-    return [
-        {"kind": MOLECULE_PRIORS[name][0], "cutoff_distance": float(a["cutoff_distance"]),
-         "num_types": len(a["atomic_number"]), "distance_scale": float(a["distance_scale"]),
-         "energy_scale": float(a["energy_scale"])}
-        for name, a in priors(hparams) if name in MOLECULE_PRIORS
-    ]
+    """Head specs of the molecule-wise priors (ZBL, D2, Coulomb), in upstream's order."""
+    return [_prior_head(name, a) for name, a in priors(hparams) if name in MOLECULE_PRIORS]
+
+
+def _prior_head(name: str, a: dict) -> dict:
+    scales = {"distance_scale": float(a["distance_scale"]), "energy_scale": float(a["energy_scale"])}
+    if name == "Coulomb":  # the per-atom charges come with every structure (the file's input atom_charges)
+        return {"kind": "torchmd_coulomb", "lower_switch_distance": float(a["lower_switch_distance"]),
+                "upper_switch_distance": float(a["upper_switch_distance"]),
+                "max_num_neighbors": int(a["max_num_neighbors"])} | scales
+    return {"kind": MOLECULE_PRIORS[name][0], "cutoff_distance": float(a["cutoff_distance"]),
+            "num_types": len(a["atomic_number"])} | scales
 
 
 def _remix(weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
