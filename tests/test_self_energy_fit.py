@@ -46,7 +46,8 @@ def case(tmp_path_factory):
             p.mul_(5.0)
     source_path = export(source, arch(False), tmp / "source.pt", dtype=torch.float64)
     truth = build_potential(arch(True))
-    truth.load_state_dict(source.state_dict() | {k: v for k, v in truth.state_dict().items() if k.startswith("heads.3.")})
+    fresh = {k: v for k, v in truth.state_dict().items() if k.startswith("heads.3.")}  # the self-energy
+    truth.load_state_dict(source.state_dict() | fresh)
     term = truth.heads[-1]
     with torch.no_grad():
         for k, z in enumerate(Z):
