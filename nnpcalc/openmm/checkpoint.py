@@ -23,8 +23,6 @@ import hashlib
 import io
 import json
 import xml.etree.ElementTree as ET
-import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,8 +30,9 @@ import numpy as np
 import openmm
 from ase import Atoms
 
-from ..errors import CheckpointError, RunDirectoryError
+from ..errors import CheckpointError
 from ..workflows import md_rundir as rd
+from ..workflows import md_state
 from ..workflows.md_state import OUTPUT_KEYS
 
 ENGINE = "openmm"
@@ -83,14 +82,9 @@ def save(rundir: Path, checkpoint: OpenMMCheckpoint) -> None:
 
 def load(rundir: Path, record: dict | None) -> OpenMMCheckpoint:
     """The run's checkpoint, validated, and refused unless it is of the system ``record`` (run.json) names."""
-    path = rd.inside(rundir, rd.CHECKPOINT)
-    if not path.is_file():
-        raise RunDirectoryError(f"{rundir} has no {rd.CHECKPOINT}: the run stopped before its first checkpoint; "
-                                "start it again (with --overwrite)")
+    path = md_state.checkpoint_file(rundir)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-        meta = json.loads(str(arrays.pop("meta")))
+        arrays, meta = md_state.read_arrays(path)
         if meta.get("engine") != ENGINE:
             raise CheckpointError(f"{path} was written by the ASE engine, but {rd.SETTINGS} says engine openmm: "
                                   "it does not belong to this run; restore the run's own checkpoint, or resume "
@@ -98,11 +92,8 @@ def load(rundir: Path, record: dict | None) -> OpenMMCheckpoint:
         checkpoint = _checkpoint(arrays, meta)
     except CheckpointError:
         raise
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, TypeError,
-            ET.ParseError) as err:
-        raise CheckpointError(f"{path} is damaged or not an nnpcalc MD checkpoint ({type(err).__name__}: "
-                              f"{err}); the run cannot continue from it. Restore the file, or start a new run "
-                              "from the trajectory's last frame") from err
+    except (*md_state.READ_ERRORS, ET.ParseError) as err:
+        raise md_state.damaged(path, err) from err
     _match(checkpoint, record, path)
     return checkpoint
 

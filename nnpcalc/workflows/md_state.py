@@ -61,24 +61,43 @@ def save_checkpoint(rundir: Path, checkpoint: Checkpoint) -> None:
     sync_directory(path.parent)
 
 
-def load_checkpoint(rundir: Path, settings: MDSettings | None = None) -> Checkpoint:
-    """The run's checkpoint, validated (against ``settings`` when given)."""
+#: what reading a damaged checkpoint file can raise
+READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, TypeError)
+
+
+def checkpoint_file(rundir: Path) -> Path:
+    """The run's checkpoint path (inside the run directory), refused when there is none yet."""
     path = inside(rundir, CHECKPOINT)
     if not path.is_file():
         raise RunDirectoryError(f"{rundir} has no {CHECKPOINT}: the run stopped before its first checkpoint; "
                                 "start it again (with --overwrite)")
+    return path
+
+
+def read_arrays(path: Path) -> tuple[dict, object]:
+    """The arrays and the JSON ``meta`` of a checkpoint ``.npz`` (never unpickled), for either engine."""
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    return arrays, json.loads(str(arrays.pop("meta")))
+
+
+def damaged(path: Path, err: Exception) -> CheckpointError:
+    return CheckpointError(f"{path} is damaged or not an nnpcalc MD checkpoint ({type(err).__name__}: "
+                           f"{err}); the run cannot continue from it. Restore the file, or start a new run "
+                           "from the trajectory's last frame")
+
+
+def load_checkpoint(rundir: Path, settings: MDSettings | None = None) -> Checkpoint:
+    """The run's checkpoint, validated (against ``settings`` when given)."""
+    path = checkpoint_file(rundir)
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-        meta = json.loads(str(arrays.pop("meta")))
+        arrays, meta = read_arrays(path)
         engine = meta.get("engine", "ase") if isinstance(meta, dict) else "ase"  # the ASE engine's: no "engine"
         if engine not in ENGINES:
             raise ValueError(f"it names an unknown engine {engine!r}")
         checkpoint = _checkpoint(arrays, meta) if engine == "ase" else None
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, KeyError, TypeError) as err:
-        raise CheckpointError(f"{path} is damaged or not an nnpcalc MD checkpoint ({type(err).__name__}: "
-                              f"{err}); the run cannot continue from it. Restore the file, or start a new run "
-                              "from the trajectory's last frame") from err
+    except READ_ERRORS as err:
+        raise damaged(path, err) from err
     if checkpoint is None:
         raise _other_engine(path, engine, rundir)
     if settings is not None:
