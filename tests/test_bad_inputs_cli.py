@@ -534,6 +534,25 @@ def test_a_frames_file_linked_out_while_the_run_goes_is_refused_at_the_write(her
     assert not target.exists()
 
 
+
+@pytest.mark.parametrize("engine", ["ase", "openmm"])
+def test_overwrite_replaces_a_frames_file_linked_out_of_the_run(here, ensemble_model, engine):
+    """``--overwrite`` empties the run first: a planted uncertain.extxyz link goes, nothing is written through it."""
+    run = here / "run"
+    with pytest.warns(UserWarning, match="largest force uncertainty"):
+        _watched_run(run, ensemble_model, engine)
+    frames, target = run / "uncertain.extxyz", here / "outside-uncertain.extxyz"
+    target.write_text("not yours\n")
+    frames.unlink()
+    frames.symlink_to(target)
+    options = [f"--{key.replace('_', '-')}={value}" for key, value in WATCHED.items()]
+    result = nnp("--debug", "md", "water.xyz", "-m", ensemble_model, "--engine", engine, "-o", run, "--overwrite",
+                 *options)
+    assert result.exit_code == 0, (result.exception, result.output)
+    assert target.read_text() == "not yours\n" and not frames.is_symlink()
+    assert len(ase.io.read(frames, ":")) == 2  # steps 2 and 4 of the new run
+
+
 def test_a_traj_resume_does_not_write_through_a_link_at_its_temporary_file(here, model_file):
     """A resume rewrites a .traj beside it (TRAJ.tmp.traj) before moving it in: a link planted there is replaced."""
     from nnpcalc import run_md

@@ -40,7 +40,7 @@ from ..workflows.common import as_model
 from ..workflows.io import FrameWriter
 from ..workflows.md_settings import MDSettings, make_settings
 from ..workflows.md_watch import fused_atoms, why_stop
-from ..workflows.uncertainty_watch import md_watcher
+from ..workflows.uncertainty_watch import md_watcher, require_uncertainty
 from . import checkpoint as ck
 from .system import create_system
 
@@ -64,7 +64,8 @@ def run_openmm_md(atoms: Atoms, model=None, settings: MDSettings | None = None, 
     _check_options(atoms, s)
     model = as_model(model, s.dtype, s.device)
     model.check(atoms)
-    watch = md_watcher(outdir, s, model)  # max_uncertainty: refused now for a model without uncertainty
+    if s.max_uncertainty:  # refused before anything in the run directory is touched
+        require_uncertainty(model)
     s.model, s.model_sha256 = str(Path(model.path).resolve()), rd.file_sha256(model.path)
     simulation, setup = _build(atoms, model, s, platform, kind, threads, total_charge)
     simulation.context.setPositions(setup.positions)
@@ -74,6 +75,7 @@ def run_openmm_md(atoms: Atoms, model=None, settings: MDSettings | None = None, 
     with rd.claim_new_rundir(outdir, overwrite):
         rd.write_settings(outdir, s, **{ck.RECORD: ck.system_record(system, charge)})
         checkpoints = ck.Checkpoints(outdir, s.seed, system, charge)
+        watch = md_watcher(outdir, s, model)  # in the claimed directory (a planted frames link is gone), as ASE's
         return _simulate(simulation, setup, atoms, s, outdir, progress, threads, _checker(watch, model),
                          checkpoints=checkpoints, model=model)
 
