@@ -250,3 +250,46 @@ def test_card_cost_line_for_a_checkpoint_of_an_unfinished_run():
     assert "unfinished run" in cost_line(unfinished)
     done = dict(unfinished, epochs=12, seconds=90.0)
     assert cost_line(done).startswith("12 epochs in 1.5 min on x86_64, 1 torch threads")
+
+
+def _epoch_column(run, name):
+    import csv
+
+    with open(run / "logs" / "version_0" / "metrics.csv") as handle:
+        return [float(row[name]) for row in csv.DictReader(handle) if row.get(name)]
+
+
+@pytest.mark.parametrize("monitor,logged", [
+    ("val_forces_mae", "val_forces_mae"),
+    ({"val_energy_mae": 1.0, "val_forces_mae": 10.0}, "val_monitor"),
+])
+def test_monitor_drives_best_checkpoint(molecules, tmp_path, monitor, logged):
+    cfg = config(molecules / "gfn2.extxyz", tmp_path)
+    cfg["trainer"].update(max_epochs=4, monitor=monitor)
+    train(cfg)
+    run = tmp_path / "run"
+    state = torch.load(run / "checkpoints" / "best.ckpt", weights_only=True, map_location="cpu")
+    (best,) = [v for k, v in state["callbacks"].items()
+               if k.startswith("ModelCheckpoint") and v["best_model_path"].endswith("best.ckpt")]
+    assert best["monitor"] == logged and state["callbacks"][f"EarlyStopping{{'monitor': '{logged}', 'mode': 'min'}}"]
+    assert state["lr_schedulers"] and state["hyper_parameters"]["config"]["trainer"]["monitor"] == monitor
+    scores = _epoch_column(run, logged)
+    assert len(scores) == 4 and float(best["best_model_score"]) == pytest.approx(min(scores), rel=1e-5)
+    if isinstance(monitor, dict):  # the logged sum is the weighted sum of its parts
+        parts = {name: _epoch_column(run, name) for name in monitor}
+        expected = [sum(w * parts[n][i] for n, w in monitor.items()) for i in range(4)]
+        assert scores == pytest.approx(expected, rel=1e-5)
+    assert state["epoch"] == int(np.argmin(scores))  # best.ckpt holds the weights of that epoch
+    from nnpcalc.training.module import PotentialModule
+
+    module = PotentialModule.load_from_checkpoint(str(run / "checkpoints" / "best.ckpt"))
+    assert module.configure_optimizers()["lr_scheduler"]["monitor"] == logged
+
+
+@pytest.mark.parametrize("monitor", ["val_force_mae", {"val_forces_mae": -1.0}, {"val_loss": 1.0}, 3])
+def test_unknown_monitor_is_refused_before_training(molecules, tmp_path, monitor):
+    cfg = config(molecules / "gfn2.extxyz", tmp_path)
+    cfg["trainer"]["monitor"] = monitor
+    with pytest.raises(DataError, match=r"trainer.monitor.*val_forces_mae"):
+        train(cfg)
+    assert not (tmp_path / "run").exists()

@@ -12,9 +12,41 @@ import torch
 from ..nn.build import Architecture, build_potential
 from ..properties import torch_dtype
 from .calibration import Collector, scores
-from .tasks import Task, total_loss
+from .tasks import CLASSIFICATION, Task, total_loss
+
+#: the name a weighted combination of validation metrics (``trainer.monitor: {name: weight}``) is logged under
+COMBINED = "val_monitor"
 
 
+def validation_metrics(tasks: list[Task]) -> list[str]:
+    """The validation metrics logged every epoch: what ``trainer.monitor`` may name."""
+    names = ["val_loss"]
+    for task in tasks:
+        if task.metric in CLASSIFICATION:
+            names.append(f"val_{task.output}_accuracy")
+        else:
+            names += [f"val_{task.output}_{kind}" for kind in ("mae", "mse", "rmse")]
+    return names
+
+
+def monitor_spec(monitor, tasks: list[Task]) -> tuple[str, str]:
+    """(logged name, "min" or "max") of ``trainer.monitor``, which drives best.ckpt, early
+    stopping and the LR scheduler; DataError for a metric the tasks do not log."""
+    from ..errors import DataError
+
+    logged = validation_metrics(tasks)
+    if isinstance(monitor, str):
+        if monitor not in logged:
+            raise DataError(f"trainer.monitor {monitor!r} is not a validation metric these tasks log; "
+                            f"choose from {logged}, or a mapping {{metric: weight}} of error metrics")
+        return monitor, "max" if monitor.endswith("_accuracy") else "min"
+    combinable = [m for m in logged if m != "val_loss" and not m.endswith("_accuracy")]
+    valid = isinstance(monitor, dict) and bool(monitor) and all(
+        m in combinable and isinstance(w, (int, float)) and w > 0 for m, w in monitor.items())
+    if not valid:
+        raise DataError(f"trainer.monitor must be one of {logged} or a mapping {{metric: positive weight}} "
+                        f"over {combinable}; got {monitor!r}")
+    return COMBINED, "min"
 
 class PotentialModule(pl.LightningModule):
     def __init__(self, config: dict):
@@ -87,6 +119,9 @@ class PotentialModule(pl.LightningModule):
             if name.endswith("_mse"):
                 metrics[name[:-4] + "_rmse"] = metrics[name] ** 0.5
         self._sums = {}
+        monitor = self.optim.get("monitor", "val_loss")
+        if isinstance(monitor, dict) and all(name in metrics for name in monitor):  # a validation epoch
+            metrics[COMBINED] = sum(weight * metrics[name] for name, weight in monitor.items())
         self.log_dict(metrics, sync_dist=True)
 
     def on_validation_epoch_end(self):
@@ -122,10 +157,11 @@ class PotentialModule(pl.LightningModule):
 
     def configure_optimizers(self):
         optimizer = torch.optim.AdamW(self.parameters(), lr=self.optim["lr"], weight_decay=self.optim["weight_decay"])
+        monitor, mode = monitor_spec(self.optim.get("monitor", "val_loss"), self.tasks)
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, factor=self.optim["lr_factor"], patience=self.optim["lr_patience"]
+            optimizer, mode=mode, factor=self.optim["lr_factor"], patience=self.optim["lr_patience"]
         )
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": "val_loss"}}
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "monitor": monitor}}
 
     def on_save_checkpoint(self, checkpoint):
         checkpoint["nnpcalc_provenance"] = self.provenance

@@ -30,6 +30,7 @@ TRAINER_DEFAULTS = {
     "lr_factor": 0.5, "lr_patience": 5, "clip_grad": 10.0, "patience": 20, "dtype": "float32",
     "devices": 1, "num_nodes": 1, "strategy": "auto", "accelerator": "cpu", "progress": True,
     "augment_rotations": False,  # rotate (and reflect) every training structure at random (training/augment.py)
+    "monitor": "val_loss",  # the validation metric (or {metric: weight} sum) behind best.ckpt, early stop, LR
 }
 TOP_LEVEL = {"name", "seed", "data", "architecture", "tasks", "trainer", "run_dir", "output", "summary", "init_from"}
 
@@ -160,13 +161,16 @@ def _trainer(config: dict, run_dir: Path):
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, Timer
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+    from .module import monitor_spec
+
     opts = config["trainer"]
+    monitor, mode = monitor_spec(opts["monitor"], [Task(**t) for t in config["tasks"]])
     callbacks = [
-        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val_loss"),
+        ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode=mode),
         # written after every epoch whatever the loss did: what a killed run resumes from
         ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None, save_top_k=1,
                         enable_version_counter=False),
-        EarlyStopping(monitor="val_loss", patience=opts["patience"]),
+        EarlyStopping(monitor=monitor, mode=mode, patience=opts["patience"]),
     ]
     if opts["max_minutes"]:
         callbacks.append(Timer(duration={"minutes": opts["max_minutes"]}, interval="epoch"))
@@ -190,11 +194,12 @@ def train(config: str | Path | dict, **trainer_overrides) -> dict:
     """
     import lightning.pytorch as pl
 
-    from .module import PotentialModule
+    from .module import PotentialModule, monitor_spec
 
     config_path = str(config) if not isinstance(config, dict) else "CONFIG"
     config = load_config(config)
     config["trainer"] |= {k: v for k, v in trainer_overrides.items() if v is not None}
+    monitor_spec(config["trainer"]["monitor"], [Task(**t) for t in config.get("tasks") or []])  # fail before data
     pl.seed_everything(config["seed"], workers=True, verbose=False)
     spec = DataSpec(**config["data"])
     frames = read_frames(spec, config["seed"])
