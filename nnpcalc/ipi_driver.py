@@ -73,6 +73,10 @@ class NNPDriver(ASEDriver):
         self.ase_calculator = NNPCalculator(self.model_name, dtype=self.dtype, device=self.device,
                                             uncertainty=self.uncertainty)
         self.ase_calculator.model.check(self.template_ase)  # unknown elements fail before i-PI starts
+        if not self.template_ase.has("initial_charges"):  # the calculator passes the template's, if any
+            from nnpcalc.runtime import require_standard_inputs
+
+            require_standard_inputs(self.ase_calculator.model, "the i-PI driver (its template has no initial_charges)")
         self.extras = self._extras(self.ase_calculator.model)
 
     def _extras(self, model) -> list[str]:

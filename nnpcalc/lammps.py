@@ -31,7 +31,7 @@ from ase import Atoms
 from ase.data import atomic_masses, atomic_numbers
 
 from .errors import EngineSetupError
-from .runtime import Model
+from .runtime import Model, require_standard_inputs
 from .units import FS_TO_ASE_TIME, PS_TO_FS
 
 #: The LAMMPS unit style the model speaks: Å, eV, ps, amu (the model's own Å and eV).
@@ -84,6 +84,7 @@ def attach(lmp, model: str | Path | Model | None, elements: Sequence[str], *, fi
     """
     if not isinstance(model, Model):
         model = Model(model, device=device, dtype=dtype)
+    require_standard_inputs(model, "LAMMPS")  # the fix passes positions and the box only
     if uncertainty:
         from .workflows.uncertainty_watch import require_uncertainty
 

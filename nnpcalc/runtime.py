@@ -23,6 +23,18 @@ from .errors import InvalidStructureError, UnknownElementError
 from .properties import PROPERTIES, torch_dtype
 from .threads import check_policy, program_policy, threads_for, torch_threads
 
+
+def require_standard_inputs(model: "Model", engine: str) -> None:
+    """Refuse, at an engine's set-up, a model that reads per-atom inputs only ASE's calculator
+    passes (metadata ``inputs``: torchmd-net's Coulomb prior reads ``atom_charges``)."""
+    if model.inputs:
+        raise InvalidStructureError(
+            f"model {model.path.name} reads per-atom inputs {model.inputs} (metadata 'inputs'; "
+            f"'atom_charges': torchmd-net's Coulomb prior) that {engine} does not pass; use it through "
+            "ASE's NNPCalculator, with atoms.set_initial_charges([...])"
+        )
+
+
 class Model:
     """A model file on a device, in a dtype.
 
@@ -288,9 +300,7 @@ class Model:
         """One batched call on tensors in ``forward_batch``'s layout (cells as rows), for engines
         that hold tensors (torch-sim): same graph, chunking and threads as :meth:`compute`
         (``uncertainty`` as there). Outputs stay tensors on the model's device, detached."""
-        if self.inputs:
-            raise InvalidStructureError(f"model {self.path.name} reads per-atom inputs {self.inputs} (metadata "
-                                        "'inputs') that this engine does not pass; use it through ASE's NNPCalculator")
+        require_standard_inputs(self, "this engine")
         present = numbers.unique().tolist()
         if any(z < 1 or z >= len(chemical_symbols) for z in present):
             raise InvalidStructureError(f"atomic numbers {present} include some outside the periodic table "

@@ -25,7 +25,7 @@ from typing import Sequence
 
 import torch
 
-from .runtime import Model
+from .runtime import Model, require_standard_inputs
 
 try:
     import torch_sim as ts
@@ -60,6 +60,7 @@ class NNPModel(ModelInterface):
         super().__init__()
         if not isinstance(model, Model):
             model = Model(model, device=device, dtype=dtype, neighbors=neighbors)
+        require_standard_inputs(model, "torch-sim")  # a SimState carries no per-atom charges
         self.model = model
         self._device, self._dtype = model.device, model.dtype
         self._compute_forces, self._compute_stress = bool(compute_forces), bool(compute_stress)

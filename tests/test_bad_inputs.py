@@ -461,3 +461,92 @@ def test_a_checkpoint_written_by_lightning_for_torchmdnet_needs_no_code(tmp_path
     trainer.save_checkpoint(tmp_path / "lnnp.ckpt")
     assert torch.serialization.get_unsafe_globals_in_checkpoint(str(tmp_path / "lnnp.ckpt")) == []
     assert modelfile.read_metadata(export_any(tmp_path / "lnnp.ckpt", tmp_path / "m.pt"))["backbone"] == "tensornet"
+
+
+# ---------------------------------------------------------------------------------------------
+# a model reading per-atom charges (torchmd-net's Coulomb prior) in engines that cannot pass them
+
+COULOMB_PRIOR = {"kind": "torchmd_coulomb", "lower_switch_distance": 0.1, "upper_switch_distance": 0.3,
+                 "max_num_neighbors": 32, "distance_scale": 1e-10, "energy_scale": 1.602176634e-19}
+
+
+@pytest.fixture(scope="module")
+def coulomb_prior_file(tmp_path_factory):
+    """A tiny random-weight H/O file with the head `nnp export` gives a torchmd-net Coulomb prior
+    (metadata inputs: ['atom_charges']), built directly: no torchmd-net import (~6 s)."""
+    from nnpcalc.nn.build import Architecture, build_potential, export
+
+    torch.manual_seed(0)
+    arch = Architecture(elements=["H", "O"], backbone_kwargs={"hidden_channels": 8, "num_layers": 1, "num_rbf": 8,
+                                                              "cutoff_upper": 4.0},
+                        head_hidden=8, heads=[{"kind": "energy"}, COULOMB_PRIOR])
+    path = export(build_potential(arch), arch, tmp_path_factory.mktemp("coulomb") / "coulomb.pt")
+    assert modelfile.read_metadata(path)["inputs"] == ["atom_charges"]
+    return path
+
+
+def _boxed_water():
+    atoms = _water()
+    atoms.cell = [8.0, 8.0, 8.0]
+    atoms.center()
+    return atoms
+
+
+def _torchsim(path, tmp_path):
+    pytest.importorskip("torch_sim")
+    from nnpcalc.torchsim import NNPModel
+
+    return NNPModel(path)
+
+
+def _openmm_force(kind):
+    def make(path, tmp_path):
+        pytest.importorskip("openmm")
+        return _force(path, kind=kind)
+    return make
+
+
+def _openmm_md(path, tmp_path):
+    pytest.importorskip("openmm")
+    from nnpcalc.openmm import run_openmm_md
+
+    try:
+        return run_openmm_md(_water(), path, outdir=tmp_path / "run", steps=2)
+    finally:
+        assert not (tmp_path / "run").exists()  # refused before the run directory is made
+
+
+def _lammps(path, tmp_path):
+    nnp_lammps = pytest.importorskip("nnpcalc.lammps")
+    lmp = nnp_lammps.start_lammps()
+    nnp_lammps.create_atoms(lmp, _boxed_water(), ["H", "O"])
+    try:
+        return nnp_lammps.attach(lmp, path, ["H", "O"])
+    finally:
+        lmp.close()
+
+
+def _ipi(path, tmp_path):
+    pytest.importorskip("ipi")
+    from ase.io import write
+
+    from nnpcalc import ipi_driver
+
+    write(tmp_path / "template.xyz", _water())  # no initial charges
+    return ipi_driver.NNPDriver(str(tmp_path / "template.xyz"), model=str(path))
+
+
+ENGINES_WITHOUT_CHARGES = {
+    "torch-sim": _torchsim,
+    "openmm PythonForce": _openmm_force("python"),
+    "openmm TorchForce": _openmm_force("torch"),  # refused before openmmtorch is imported
+    "openmm run_openmm_md": _openmm_md,
+    "lammps attach": _lammps,
+    "i-pi driver": _ipi,
+}
+
+
+@pytest.mark.parametrize("case", ENGINES_WITHOUT_CHARGES)
+def test_engine_refuses_a_model_reading_atom_charges_at_setup(coulomb_prior_file, tmp_path, case):
+    with pytest.raises(InvalidStructureError, match=r"atom_charges.*Coulomb prior.*NNPCalculator.*set_initial_charges"):
+        ENGINES_WITHOUT_CHARGES[case](coulomb_prior_file, tmp_path)

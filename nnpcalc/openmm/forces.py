@@ -24,7 +24,7 @@ import torch
 from .. import modelfile
 from ..errors import InvalidStructureError, UnknownElementError
 from ..properties import dtype_name
-from ..runtime import Model
+from ..runtime import Model, require_standard_inputs
 from ..threads import torch_threads
 from . import topology as topo
 from . import wrapper
@@ -90,6 +90,7 @@ class ForceSpec:
 
     @classmethod
     def of(cls, model: Model, topology, indices, total_charge, periodic, threads) -> "ForceSpec":
+        require_standard_inputs(model, "OpenMM")  # a force passes positions and the box only
         numbers = topo.atomic_numbers(topology, indices)
         _check_elements(model, numbers)
         periodic = topology.getPeriodicBoxVectors() is not None if periodic is None else bool(periodic)
