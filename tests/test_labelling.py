@@ -76,3 +76,48 @@ def test_unknown_names_are_refused():
         reference.calculator("DFT")
     with pytest.raises(ValueError, match="unknown dataset"):
         labelling.build("nope", "x.extxyz")
+
+
+def test_hcno_v3_extra_is_additive_and_well_formed():
+    """hcno-v3-extra: H/C/N/O only, integral charges (ions ±1), MD only, new seeds; hcno-v2 and
+    water-box-md keep every job key (their manifests, when data/ is there, and pinned digests)."""
+    import hashlib
+    from pathlib import Path
+
+    pinned = {"hcno-v2": "1cf0db1ad64b69ac", "water-box-md": "6d70620de3c2a323"}
+    for name, digest in pinned.items():
+        keys = [labelling.job_key(s) for s in datasets.DATASETS[name]()]
+        assert hashlib.sha256(" ".join(keys).encode()).hexdigest()[:16] == digest, f"{name}: a job changed"
+        manifest = Path(__file__).parents[1] / "data" / f"{name}.manifest.json"
+        if manifest.is_file():
+            assert keys == [j["key"] for j in json.loads(manifest.read_text())["jobs"]]
+    jobs = datasets.DATASETS["hcno-v3-extra"]()
+    assert all(s["kind"] == "md" and s["method"] == "GFN2-xTB" and 300 <= s["temperature_K"] <= 600 for s in jobs)
+    old = {labelling.job_key(s) for name in pinned for s in datasets.DATASETS[name]()}
+    assert not old & {labelling.job_key(s) for s in jobs}
+    held_out = {s["seed"] for s in datasets.WATER_BOX_MD}
+    boxes = [s for s in jobs if s["system"].startswith("water-box")]
+    assert len(boxes) >= 4 and not held_out & {s["seed"] for s in boxes}
+    old_ions = {(s["system"], s["seed"]) for s in datasets.hcno_v2() if s.get("system") in sampling.IONS}
+    ions = [s for s in jobs if s["system"] in sampling.IONS]
+    assert ions and not old_ions & {(s["system"], s["seed"]) for s in ions}
+    assert {s["system"] for s in jobs} >= set(datasets.ORGANICS)
+    for spec in jobs:
+        atoms, charge = sampling.system(spec["system"], spec["seed"])
+        assert set(atoms.get_chemical_symbols()) <= set("HCNO"), spec["system"]
+        assert isinstance(charge, int) and charge == (sampling.IONS[spec["system"]][2] if spec in ions else 0)
+    assert {abs(sampling.system(s["system"])[1]) for s in ions} == {1}
+    clusters = {len(sampling.system(s["system"], s["seed"])[0]) // 3 for s in jobs if "cluster" in s["system"]}
+    assert min(clusters) >= 10 and max(clusters) <= 16
+    cost = [labelling._cost(s) for s in jobs]
+    assert cost.index(max(cost)) > len(jobs) - 5  # the periodic box (the dear part) comes last
+
+
+def test_one_worker_runs_the_jobs_in_list_order(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(labelling, "run_jobs", lambda jobs, directory, workers: seen.append(list(jobs)) or 1 / 0)
+    monkeypatch.setitem(labelling.DATASETS, "tiny", lambda: EMT_JOBS)
+    for workers in (1, 2):
+        with pytest.raises(ZeroDivisionError):
+            labelling.build("tiny", tmp_path / "tiny.extxyz", workers)
+    assert seen == [EMT_JOBS, sorted(EMT_JOBS, key=labelling._cost, reverse=True)] and seen[0] != seen[1]

@@ -130,5 +130,25 @@ def emt_v3() -> list[dict]:
     return [job for k, element in enumerate(METALS) for job in emt_element_v3(element, k)]
 
 
+def hcno_v3_extra() -> list[dict]:
+    """Near-equilibrium GFN2-xTB MD, added to ``hcno-v2`` (not replacing it), cheapest first so a
+    partial build already holds the molecules: every G2 organic at 300 K and 600 K (short runs,
+    one frame in 20 steps), the ions at 300/600 K, water clusters of 10–16 molecules at 300/400 K,
+    then the periodic 8-water box at 300/400 K. Seeds are new: ``water-box-md`` (seeds 0, 1) stays
+    held out, and no job repeats one of ``hcno-v2``. About 45 CPU-min at 1 worker when the box
+    costs ~2 s a call; the box jobs are three quarters of it."""
+    jobs = []
+    for t, frames in ((300, 5), (600, 3)):
+        jobs += [md(name, t, frames, 20, 1000 + k, "organics-md") for k, name in enumerate(ORGANICS)]
+    for t in (300, 600):
+        jobs += [md(name, t, 20, 10, 200 + k, "ions") for k, name in enumerate(IONS)]
+    jobs += [md(f"water-cluster-{n}", t, 20, 10, 100 + n + s, "water-clusters")
+             for n in (10, 12, 14, 16) for t, s in [(300, 0), (400, 50)]]
+    jobs += [md("water-box-2", t, 20, 4, s, "water-box", timestep_fs=1.0) for t, s in [(300, 40), (300, 41),
+                                                                                          (400, 42), (400, 43)]]
+    return jobs
+
+
 #: dataset name → function returning its job list
-DATASETS = {"hcno-v2": hcno_v2, "emt-v2": emt_v2, "emt-v3": emt_v3, "water-box-md": lambda: list(WATER_BOX_MD)}
+DATASETS = {"hcno-v2": hcno_v2, "emt-v2": emt_v2, "emt-v3": emt_v3, "water-box-md": lambda: list(WATER_BOX_MD),
+            "hcno-v3-extra": hcno_v3_extra}

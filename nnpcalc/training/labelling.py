@@ -157,7 +157,9 @@ def build(name: str, output: str | Path, workers: int = 1) -> Path:
     output = Path(output)
     jobs = DATASETS[name]()
     directory = output.parent / f"{output.stem}.jobs"
-    run_jobs(sorted(jobs, key=_cost, reverse=True), directory, workers)
+    # several workers: slowest first (shortest makespan); one: the list's order (cheap jobs first
+    # in a list means a killed build already holds them)
+    run_jobs(jobs if workers == 1 else sorted(jobs, key=_cost, reverse=True), directory, workers)
     frames = [frame for spec in jobs for frame in read(directory / f"{job_key(spec)}.extxyz", ":")]
     write(output, frames, format="extxyz")
     manifest = {"dataset": name, "version": VERSION, "frames": len(frames),
