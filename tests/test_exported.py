@@ -61,6 +61,17 @@ def max_difference(out: dict, reference: dict) -> float:
     return max(float((out[k].double() - reference[k].double()).abs().max()) for k in reference)
 
 
+def assert_program_matches_file(program, path) -> None:
+    """``program`` gives the model file's float64 numbers (to EXACT) on every test structure."""
+    scripted, metadata = modelfile.load(path)
+    scripted = scripted.to(F64)
+    for name, atoms in structures().items():
+        args = call_inputs(atoms, metadata["cutoff"])
+        with modelfile.calling():
+            reference = scripted.forward_batch(*args)
+        assert max_difference(program(*args), reference) < EXACT, name
+
+
 # ---- fast: no program is built --------------------------------------------------------------
 
 
@@ -227,13 +238,7 @@ def test_compiled_matches_torchscript(exported_model, tmp_path_factory):
     path, _, _ = exported_model
     root = tmp_path_factory.mktemp("compiled")
     program = artifacts.load(artifacts.build(path, "compiled", F64, "cpu", root))
-    scripted, metadata = modelfile.load(path)
-    scripted = scripted.to(F64)
-    for name, atoms in structures().items():
-        args = call_inputs(atoms, metadata["cutoff"])
-        with modelfile.calling():
-            reference = scripted.forward_batch(*args)
-        assert max_difference(program(*args), reference) < EXACT, name
+    assert_program_matches_file(program, path)
 
 
 @pytest.mark.slow
@@ -241,10 +246,4 @@ def test_compiled_matches_torchscript(exported_model, tmp_path_factory):
 def test_other_backbones_export_exactly(backbone, model_factory, tmp_path):
     path = model_factory(tmp_path / f"{backbone}.pt", backbone=backbone)[0]
     program = artifacts.load(artifacts.build(path, "exported", F64, "cpu", tmp_path / "cache"))
-    scripted, metadata = modelfile.load(path)
-    scripted = scripted.to(F64)
-    for name, atoms in structures().items():
-        args = call_inputs(atoms, metadata["cutoff"])
-        with modelfile.calling():
-            reference = scripted.forward_batch(*args)
-        assert max_difference(program(*args), reference) < EXACT, name
+    assert_program_matches_file(program, path)

@@ -80,12 +80,18 @@ def test_periodic_water_box_stays_intact(hcno):
     assert run["failed_at_step"] is None, run
 
 
+def metal_cell(name: str):
+    """The card's stability cells: a Cu(111) slab, or a 31-atom Cu vacancy cell."""
+    if name == "slab":
+        return fcc111("Cu", (2, 2, 3), vacuum=5.0, periodic=True)
+    atoms = bulk("Cu", cubic=True) * (2, 2, 2)
+    del atoms[0]
+    return atoms
+
+
 @pytest.mark.parametrize("name", ["slab", "vacancy"])
 def test_metal_slab_and_vacancy_md_fuse_nothing(metals, name):
-    atoms = fcc111("Cu", (2, 2, 3), vacuum=5.0, periodic=True) if name == "slab" else bulk("Cu", cubic=True) * (2, 2, 2)
-    if name == "vacancy":
-        del atoms[0]
-    result = scans.fused_md_check(metals, atoms, steps=100, temperature_K=600.0, timestep_fs=2.0, factor=0.75)
+    result = scans.fused_md_check(metals, metal_cell(name), steps=100, temperature_K=600.0, timestep_fs=2.0, factor=0.75)
     assert result.passed, result
 
 
@@ -99,8 +105,5 @@ def test_periodic_water_box_10_ps(hcno):
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["slab", "vacancy"])
 def test_metal_slab_and_vacancy_10_ps(metals, name):
-    atoms = fcc111("Cu", (2, 2, 3), vacuum=5.0, periodic=True) if name == "slab" else bulk("Cu", cubic=True) * (2, 2, 2)
-    if name == "vacancy":
-        del atoms[0]
-    result = scans.fused_md_check(metals, atoms, steps=5000, temperature_K=600.0, timestep_fs=2.0, factor=0.75)
+    result = scans.fused_md_check(metals, metal_cell(name), steps=5000, temperature_K=600.0, timestep_fs=2.0, factor=0.75)
     assert result.passed, result

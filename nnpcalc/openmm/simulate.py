@@ -148,11 +148,7 @@ def _charge(atoms: Atoms, total_charge: float | None) -> float:
 
 def _checker(watch, model):
     """(the uncertainty watch, an NNPCalculator on ``model`` it asks), or None without a watch."""
-    if watch is None:
-        return None
-    from ..calculator import NNPCalculator
-
-    return watch, NNPCalculator(model)
+    return None if watch is None else (watch, _calculator(model))
 
 
 def _simulate(simulation, setup, atoms: Atoms, s: MDSettings, outdir: Path, progress, threads,
@@ -262,7 +258,10 @@ class Recorder:
         self.checker = checker  # (UncertaintyWatch, NNPCalculator) or None
         self.frame = Atoms(atoms.numbers, pbc=atoms.pbc, cell=atoms.cell, masses=atoms.get_masses())
         self.dof = _degrees_of_freedom(setup.system)
-        self.stress = _stress_calculator(model) if model is not None and atoms.pbc.all() else None
+        self.stress = None  # the model's calculator for the log's pressure (3D boxes only)
+        if model is not None and atoms.pbc.all():
+            # the watch's own when there is one: a log row at a checked step reuses that call's stress
+            self.stress = checker[1] if checker is not None else _calculator(model)
         mode = "w" if resume is None else "a"  # a resume appends to files cut back to the checkpoint
         self._log = open(rd.inside(outdir, rd.LOG), mode)
         if resume is None:
@@ -384,7 +383,8 @@ class Recorder:
             self._frames.close()
 
 
-def _stress_calculator(model):
+def _calculator(model):
+    """An NNPCalculator on the run's model: the pressure column's stress and the uncertainty watch."""
     from ..calculator import NNPCalculator
 
     return NNPCalculator(model)
