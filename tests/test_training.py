@@ -293,3 +293,26 @@ def test_unknown_monitor_is_refused_before_training(molecules, tmp_path, monitor
     with pytest.raises(DataError, match=r"trainer.monitor.*val_forces_mae"):
         train(cfg)
     assert not (tmp_path / "run").exists()
+
+
+def test_adding_a_data_file_never_moves_a_frame_of_the_files_before_it(molecules, tmp_path):
+    """Each file is split on its own: fine-tuning on [a, b] keeps a's test frames unseen."""
+    import shutil
+
+    from nnpcalc.training.data import DataSpec, read_frames, split_indices
+
+    first = molecules / "gfn2.extxyz"
+    second = tmp_path / "more.extxyz"
+    shutil.copy(first, second)
+    split = {"val": 0.2, "test": 0.2}
+    alone = DataSpec(files=[str(first)], split=split)
+    both = DataSpec(files=[str(first), str(second)], split=split)
+    before = split_indices(read_frames(alone), alone, seed=3)
+    frames = read_frames(both)
+    after = split_indices(frames, both, seed=3)
+    n = len(read_frames(alone))
+    for name in ("train", "val", "test"):
+        assert [i for i in after[name] if i < n] == before[name]
+        # the copy is split with the same seed, so it lands the same way (shifted by n)
+        assert [i - n for i in after[name] if i >= n] == before[name]
+    assert {frames[0].info["data_file"], frames[-1].info["data_file"]} == {str(first), str(second)}

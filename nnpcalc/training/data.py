@@ -40,6 +40,10 @@ class DataSpec:
     spacegroup: bool = False
 
 
+#: ``info`` key naming the file a frame was read from: each file is split on its own
+SOURCE_KEY = "data_file"
+
+
 def read_frames(spec: DataSpec, seed: int = 0) -> list[Atoms]:
     """All frames of ``spec.files`` (generated first when missing and a generator is named)."""
     frames: list[Atoms] = []
@@ -50,9 +54,12 @@ def read_frames(spec: DataSpec, seed: int = 0) -> list[Atoms]:
         if not path.is_file():
             raise DataError(f"training data file {path} does not exist")
         try:
-            frames += read(path, ":")
+            part = read(path, ":")
         except Exception as err:  # ase raises many types for unparsable files
             raise DataError(f"could not read {path} as a structure file: {err}") from err
+        for frame in part:
+            frame.info[SOURCE_KEY] = name
+        frames += part
     if not frames:
         raise DataError(f"the training data {spec.files} holds no frames")
     return frames
@@ -140,8 +147,27 @@ def space_group_number(atoms: Atoms, symprec: float = 1e-3) -> int:
 
 
 def split_indices(frames: list[Atoms], spec: DataSpec, seed: int) -> dict[str, list[int]]:
-    """Random train/val/test split; with ``group_by`` every group lands in one part."""
-    groups = [_group(f, spec.group_by, i) for i, f in enumerate(frames)]
+    """Random train/val/test split; with ``group_by`` every group lands in one part.
+
+    Each data file (``info["data_file"]``, set by :func:`read_frames`) is split on its own with
+    the same seed, so adding a file to a recipe never moves a frame of the files already in it:
+    a model trained on ``[a.extxyz]`` can be fine-tuned on ``[a.extxyz, b.extxyz]`` and its test
+    frames of ``a`` stay unseen.
+    """
+    sources: dict[object, list[int]] = {}
+    for i, frame in enumerate(frames):
+        sources.setdefault(frame.info.get(SOURCE_KEY), []).append(i)
+    out: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    for members in sources.values():
+        for name, idx in _split_one(frames, members, spec, seed).items():
+            out[name] += idx
+    if not out["train"]:
+        raise DataError(f"the split {spec.split} leaves no training frames ({len(frames)} frames)")
+    return {name: sorted(idx) for name, idx in out.items()}
+
+
+def _split_one(frames: list[Atoms], members: list[int], spec: DataSpec, seed: int) -> dict[str, list[int]]:
+    groups = [_group(frames[i], spec.group_by, j) for j, i in enumerate(members)]
     unique = sorted(set(groups), key=str)
     order = np.random.default_rng(seed).permutation(len(unique))
     n_test = int(round(spec.split.get("test", 0.0) * len(unique)))
@@ -150,10 +176,8 @@ def split_indices(frames: list[Atoms], spec: DataSpec, seed: int) -> dict[str, l
     for rank, k in enumerate(order):
         part[unique[k]] = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
     out: dict[str, list[int]] = {"train": [], "val": [], "test": []}
-    for i, g in enumerate(groups):
+    for i, g in zip(members, groups):
         out[part[g]].append(i)
-    if not out["train"]:
-        raise DataError(f"the split {spec.split} leaves no training frames ({len(frames)} frames, {len(unique)} groups)")
     return out
 
 
