@@ -130,6 +130,32 @@ def emt_v3() -> list[dict]:
     return [job for k, element in enumerate(METALS) for job in emt_element_v3(element, k)]
 
 
+def emt_element_sparse(element: str, k: int) -> list[dict]:
+    """Low coordination for ``emt-v5-sparse`` (added to ``emt-v3``, not replacing it): the isolated
+    atom (×10: it was 3 of ~330 frames per element, and 0.1–0.24 eV off), dense dimer scans from
+    1.425 to 4.375 Å on two grids interleaved at 0.05 Å and off ``emt-v3``'s 0.1 Å grid (its test
+    dimers stay unseen; below, the ZBL wall decides, beyond, EMT binds where a 5 Å model sees two
+    free atoms), an atom brought to a 13-atom cluster from 4.3 to 7.5 Å off its centre (adatoms),
+    surface atoms of the cluster pulled out radially, expanded rattled clusters and 1500 K cluster MD."""
+    seed = 200 + k
+    atom = f"atom-{element}"
+    jobs = [{"kind": "single", "system": atom, "method": "EMT", "seed": s, "subset": "atoms"} for s in range(10, 20)]
+    jobs += [{"kind": "approach", "systems": [atom, atom], "method": "EMT", "distances": [start, start + 2.9, 30],
+              "seed": 0, "subset": "dimers"} for start in (1.425, 1.475)]
+    jobs += [{"kind": "approach", "systems": [f"{element}-cluster-13", atom], "method": "EMT",
+              "distances": [4.3, 7.5, 15], "seed": seed + 10 * s, "subset": "adatoms"} for s in range(3)]
+    jobs.append({"kind": "bonds", "system": f"{element}-cluster-13", "method": "EMT", "scales": [0.85, 2.0, 11],
+                 "max_bonds": 2, "seed": seed, "subset": "adatoms"})
+    jobs.append({"kind": "distort", "system": f"{element}-cluster-13", "method": "EMT", "count": 20, "seed": seed,
+                 "scale": [1.1, 1.5], "rattle": 0.2, "subset": "sparse-clusters"})
+    jobs.append(md(f"{element}-cluster-13", 1500, 20, 8, seed, "sparse-clusters", "EMT", 2.0))
+    return jobs
+
+
+def emt_v5_sparse() -> list[dict]:
+    return [job for k, element in enumerate(METALS) for job in emt_element_sparse(element, k)]
+
+
 def hcno_v3_extra() -> list[dict]:
     """Near-equilibrium GFN2-xTB MD, added to ``hcno-v2`` (not replacing it), cheapest first so a
     partial build already holds the molecules: every G2 organic at 300 K and 600 K (short runs,
@@ -151,4 +177,4 @@ def hcno_v3_extra() -> list[dict]:
 
 #: dataset name → function returning its job list
 DATASETS = {"hcno-v2": hcno_v2, "emt-v2": emt_v2, "emt-v3": emt_v3, "water-box-md": lambda: list(WATER_BOX_MD),
-            "hcno-v3-extra": hcno_v3_extra}
+            "hcno-v3-extra": hcno_v3_extra, "emt-v5-sparse": emt_v5_sparse}
