@@ -16,13 +16,12 @@ simplest form; whether it earns its place against TensorNet is measured in
 
 from __future__ import annotations
 
-from typing import Tuple
-
 import torch
 from torch import Tensor, nn
 
+from .backbone import Backbone, radial_basis
 from .graph_ops import drop_short_pairs, scatter_sum
-from .radial import ACTIVATIONS, DEFAULT_CUTOFF, RADIAL_BASES, CosineCutoff, choose
+from .radial import ACTIVATIONS, DEFAULT_CUTOFF, CosineCutoff, choose
 
 
 class CartesianMessage(nn.Module):
@@ -48,7 +47,7 @@ class CartesianMessage(nn.Module):
         return x + self.update(torch.cat([x, summed], dim=1))
 
 
-class CartesianMPNN(nn.Module):
+class CartesianMPNN(Backbone):
     """Non-equivariant backbone: (z, graph, per-atom total charge) → per-atom features [N, F].
 
     ``edge_vec`` (r_j - r_i + image, Å) is divided by the cutoff and fed to every message
@@ -72,17 +71,12 @@ class CartesianMPNN(nn.Module):
         max_z: int = 128,
         total_charge: bool = True,
     ):
-        super().__init__()
         act = choose(ACTIVATIONS, activation, "activation")
-        self.hidden_channels = hidden_channels
-        self.cutoff_lower = float(cutoff_lower)
-        self.cutoff_upper = float(cutoff_upper)
+        super().__init__(hidden_channels, cutoff_lower, cutoff_upper)
         self.total_charge = bool(total_charge)
         self.embedding = nn.Embedding(max_z, hidden_channels)
         self.charge_embedding = nn.Linear(1, hidden_channels, bias=False)
-        self.distance_expansion = choose(RADIAL_BASES, rbf_type, "radial basis")(
-            cutoff_lower, cutoff_upper, num_rbf, trainable_rbf
-        )
+        self.distance_expansion = radial_basis(rbf_type, cutoff_lower, cutoff_upper, num_rbf, trainable_rbf)
         self.envelope = CosineCutoff(cutoff_lower, cutoff_upper)
         self.layers = nn.ModuleList(
             [CartesianMessage(hidden_channels, num_rbf + 3, act) for _ in range(num_layers)]
@@ -100,9 +94,3 @@ class CartesianMPNN(nn.Module):
         for layer in self.layers:
             x = layer(x, edge_index, geometry, envelope)
         return self.out_norm(x)
-
-    def features(
-        self, z: Tensor, edge_index: Tensor, edge_vec: Tensor, edge_len: Tensor, q: Tensor
-    ) -> Tuple[Tensor, Tensor]:
-        """Scalar features [N, F] and no vector features (an empty tensor)."""
-        return self.forward(z, edge_index, edge_vec, edge_len, q), edge_vec.new_zeros((0,))

@@ -13,9 +13,9 @@ from typing import Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from .backbone import EmbeddedBackbone
 from .graph_ops import add_self_loops, drop_short_pairs, scatter_sum
-from .neighbor_embedding import NeighborEmbedding
-from .radial import ACTIVATIONS, DEFAULT_CUTOFF, RADIAL_BASES, CosineCutoff, check_choice, choose
+from .radial import ACTIVATIONS, DEFAULT_CUTOFF, CosineCutoff, check_choice, choose
 
 
 DISTANCE_INFLUENCE = ("keys", "values", "both", "none")
@@ -104,7 +104,7 @@ class EquivariantMultiHeadAttention(nn.Module):
         return dx, dvec
 
 
-class EquivariantTransformer(nn.Module):
+class EquivariantTransformer(EmbeddedBackbone):
     """ET backbone: (z, graph, per-atom total charge) → per-atom scalar features [N, F].
 
     The charge ``q`` is ignored, as upstream's ET ignores it.
@@ -127,21 +127,11 @@ class EquivariantTransformer(nn.Module):
         max_z: int = 100,
         vector_cutoff: bool = False,
     ):
-        super().__init__()
         act = choose(ACTIVATIONS, activation, "activation")
         attn_act = choose(ACTIVATIONS, attn_activation, "attention activation")
         influence = check_choice(DISTANCE_INFLUENCE, distance_influence, "distance influence")
-        self.hidden_channels = hidden_channels
-        self.cutoff_lower = float(cutoff_lower)
-        self.cutoff_upper = float(cutoff_upper)
-        self.embedding = nn.Embedding(max_z, hidden_channels)
-        self.distance_expansion = choose(RADIAL_BASES, rbf_type, "radial basis")(
-            cutoff_lower, cutoff_upper, num_rbf, trainable_rbf
-        )
-        self.neighbor_embedding = (
-            NeighborEmbedding(hidden_channels, num_rbf, cutoff_lower, cutoff_upper, max_z)
-            if neighbor_embedding
-            else None
+        super().__init__(
+            hidden_channels, num_rbf, rbf_type, trainable_rbf, neighbor_embedding, cutoff_lower, cutoff_upper, max_z
         )
         self.attention_layers = nn.ModuleList(
             [
@@ -172,9 +162,7 @@ class EquivariantTransformer(nn.Module):
         # neighbour minus centre, as upstream's (its centre is edge_index[1]); loops stay 0
         unit_vec = edge_vec / edge_len.masked_fill(is_loop, 1.0).unsqueeze(1)
         rbf = self.distance_expansion(edge_len)
-        x = self.embedding(z)
-        if self.neighbor_embedding is not None:
-            x = self.neighbor_embedding(z, x, edge_index[:, :n_edges], edge_len[:n_edges], rbf[:n_edges])
+        x = self.embed(z, edge_index[:, :n_edges], edge_len[:n_edges], rbf[:n_edges])
         vec = torch.zeros(n, 3, self.hidden_channels, dtype=x.dtype, device=x.device)
         for layer in self.attention_layers:
             dx, dvec = layer(x, vec, edge_index, edge_len, rbf, unit_vec)

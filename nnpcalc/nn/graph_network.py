@@ -7,14 +7,12 @@ identical parameter names, so the same state dict (minus upstream's neighbour-li
 
 from __future__ import annotations
 
-from typing import Tuple
-
 import torch
 from torch import Tensor, nn
 
+from .backbone import EmbeddedBackbone
 from .graph_ops import drop_short_pairs, scatter_sum
-from .neighbor_embedding import NeighborEmbedding
-from .radial import ACTIVATIONS, DEFAULT_CUTOFF, RADIAL_BASES, CosineCutoff, check_choice, choose
+from .radial import ACTIVATIONS, DEFAULT_CUTOFF, CosineCutoff, check_choice, choose
 
 
 AGGREGATIONS = ("add", "mean", "max")
@@ -74,7 +72,7 @@ class InteractionBlock(nn.Module):
         return self.lin(self.act(self.conv(x, edge_index, edge_len, rbf)))
 
 
-class GraphNetwork(nn.Module):
+class GraphNetwork(EmbeddedBackbone):
     """GN backbone: (z, graph, per-atom total charge) → per-atom features [N, F].
 
     The charge ``q`` is ignored, as upstream's GN ignores it.
@@ -95,20 +93,10 @@ class GraphNetwork(nn.Module):
         max_z: int = 100,
         aggr: str = "add",
     ):
-        super().__init__()
         act = choose(ACTIVATIONS, activation, "activation")
         aggr = check_choice(AGGREGATIONS, aggr, "aggregation")
-        self.hidden_channels = hidden_channels
-        self.cutoff_lower = float(cutoff_lower)
-        self.cutoff_upper = float(cutoff_upper)
-        self.embedding = nn.Embedding(max_z, hidden_channels)
-        self.distance_expansion = choose(RADIAL_BASES, rbf_type, "radial basis")(
-            cutoff_lower, cutoff_upper, num_rbf, trainable_rbf
-        )
-        self.neighbor_embedding = (
-            NeighborEmbedding(hidden_channels, num_rbf, cutoff_lower, cutoff_upper, max_z)
-            if neighbor_embedding
-            else None
+        super().__init__(
+            hidden_channels, num_rbf, rbf_type, trainable_rbf, neighbor_embedding, cutoff_lower, cutoff_upper, max_z
         )
         self.interactions = nn.ModuleList(
             [
@@ -124,15 +112,7 @@ class GraphNetwork(nn.Module):
             edge_index, edge_vec, edge_len, self.cutoff_lower
         )
         rbf = self.distance_expansion(edge_len)
-        x = self.embedding(z)
-        if self.neighbor_embedding is not None:
-            x = self.neighbor_embedding(z, x, edge_index, edge_len, rbf)
+        x = self.embed(z, edge_index, edge_len, rbf)
         for interaction in self.interactions:
             x = x + interaction(x, edge_index, edge_len, rbf)
         return x
-
-    def features(
-        self, z: Tensor, edge_index: Tensor, edge_vec: Tensor, edge_len: Tensor, q: Tensor
-    ) -> Tuple[Tensor, Tensor]:
-        """Scalar features [N, F] and no vector features (an empty tensor)."""
-        return self.forward(z, edge_index, edge_vec, edge_len, q), edge_vec.new_zeros((0,))

@@ -20,9 +20,10 @@ from typing import Tuple
 import torch
 from torch import Tensor, nn
 
+from .backbone import radial_basis
 from .graph_ops import scatter_sum
 from .heads import TorchMDMLP
-from .radial import ACTIVATIONS, DEFAULT_CUTOFF, RADIAL_BASES, CosineCutoff, choose
+from .radial import ACTIVATIONS, DEFAULT_CUTOFF, CosineCutoff, choose
 from .tensornet import (
     GROUPS, TensorEmbedding, _channel_matmul, compose, decompose, from_irreps, norm2, pair_graph, pair_sum,
     to_irreps,
@@ -128,9 +129,7 @@ class TensorNet2(nn.Module):
         group = choose(GROUPS, equivariance_invariance_group, "equivariance group")
         self.hidden_channels = hidden_channels
         self.cutoff_upper = float(cutoff_upper)
-        self.distance_expansion = choose(RADIAL_BASES, rbf_type, "radial basis")(
-            cutoff_lower, cutoff_upper, num_rbf, trainable_rbf
-        )
+        self.distance_expansion = radial_basis(rbf_type, cutoff_lower, cutoff_upper, num_rbf, trainable_rbf)
         self.tensor_embedding = TensorEmbedding(hidden_channels, num_rbf, act, cutoff_lower, cutoff_upper, max_z)
         self.charge_predict_0 = ChargePredict(hidden_channels, activation, q_dim)
         self.layers = nn.ModuleList([
