@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -32,12 +31,13 @@ import openmm.unit as unit
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from ..errors import CheckpointError, OptionError, RunDirectoryError
+from ..errors import CheckpointError
 from ..threads import torch_threads
 from ..units import EV_PER_A3_TO_GPA, EV_TO_KJ_PER_MOL, FS_TO_ASE_TIME, NM_TO_ANGSTROM, PS_TO_FS
 from ..workflows import md_rundir as rd
 from ..workflows.common import as_model
 from ..workflows.io import FrameWriter
+from ..workflows.md_resume import prepare_resume
 from ..workflows.md_settings import MDSettings, make_settings
 from ..workflows.md_watch import fused_atoms, why_stop
 from ..workflows.uncertainty_watch import md_watcher, require_uncertainty
@@ -92,25 +92,14 @@ def resume_openmm_md(rundir: str | Path, *, steps: int | None = None, model=None
     """
     rundir = rd.open_rundir(rundir)
     with rd.RunLock(rundir):
-        s = rd.read_settings(rundir)
-        rd.refuse_changes(s, changes, rundir)
-        if changes.get("device") is not None:
-            s = replace(s, device=changes["device"]).validate()
-        if s.engine != "openmm":
-            raise RunDirectoryError(f"{rundir} is a run of the ASE engine; continue it with resume_md "
-                                    "(`nnp md --resume`)")
-        record = rd.read_record(rundir, ck.RECORD)
-        saved = ck.load(rundir, record)
-        if steps is not None:
-            if steps < saved.step:
-                raise OptionError(f"{rundir} is already at step {saved.step}; give a total of at least that many steps")
-            s = replace(s, steps=steps).validate()
-        model = as_model(model or s.model, s.dtype, s.device)
-        rd.check_model(s, model.path, rundir)
-        watch = md_watcher(rundir, s, model)
+        run = prepare_resume(
+            rundir, "openmm", lambda _: f"{rundir} is a run of the ASE engine; continue it with resume_md "
+                                        "(`nnp md --resume`)",
+            lambda _: ck.load(rundir, rd.read_record(rundir, ck.RECORD)), steps, model, changes)
+        s, saved, model, watch = run.settings, run.checkpoint, run.model, run.watch
         simulation, setup, atoms = _rebuild(saved, model, s, platform, kind, threads)
         ck.trim_outputs(rundir, s, saved.outputs)
-        rd.write_settings(rundir, s, **{ck.RECORD: record})
+        rd.write_settings(rundir, s, **{ck.RECORD: rd.read_record(rundir, ck.RECORD)})  # as read, under the lock
         checkpoints = ck.Checkpoints(rundir, s.seed, saved.system, saved.total_charge)
         return _simulate(simulation, setup, atoms, s, rundir, progress, threads, _checker(watch, model),
                          checkpoints=checkpoints, model=model, resume=saved)

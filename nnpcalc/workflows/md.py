@@ -12,14 +12,14 @@ resumed process's first TorchScript calls round differently). One settings objec
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 
 from ..calculator import NNPCalculator
-from ..errors import InvalidStructureError, OptionError, RunDirectoryError, SimulationError
+from ..errors import InvalidStructureError, OptionError, SimulationError
 from ..runtime import Model
 from ..units import EV_PER_A3_TO_GPA, FS_TO_NS, PS_TO_FS, SECONDS_PER_DAY
 from . import io
@@ -27,6 +27,7 @@ from . import md_ensembles as ens
 from . import md_rundir as rd
 from . import md_state as state
 from .common import as_model, progress_bar
+from .md_resume import prepare_resume
 from .md_settings import MDSettings, make_settings
 from .md_watch import fused_atoms, why_stop
 from .uncertainty_watch import md_watcher
@@ -90,25 +91,16 @@ def resume_md(outdir: str | Path, *, steps: int | None = None, model: str | Path
     if rd.read_settings(rundir).engine == "openmm":  # read again under the run's lock there
         return _resume_openmm(rundir, steps, model, progress, changes)
     with rd.RunLock(rundir):
-        settings = rd.read_settings(rundir)
-        rd.refuse_changes(settings, changes, rundir)
-        if changes.get("device") is not None:  # resumable: the run continues on another device
-            settings = replace(settings, device=changes["device"]).validate()
-        if settings.engine != "ase":
-            raise RunDirectoryError(f"{rundir} was an ASE-engine run when the resume began and is now a "
-                                    f"{settings.engine} run: another process changed its run.json; try again")
-        ckpt = state.load_checkpoint(rundir, settings)
-        if steps is not None:
-            if steps < ckpt.step:
-                raise OptionError(f"{rundir} is already at step {ckpt.step}; give a total of at least that many steps")
-            settings = replace(settings, steps=steps).validate()
-        model = as_model(model or settings.model, settings.dtype, settings.device)
-        rd.check_model(settings, model.path, rundir)
-        md_watcher(rundir, settings, model)  # its frames file linked out of the run: refused before any cut
+        run = prepare_resume(
+            rundir, "ase",
+            lambda engine: f"{rundir} was an ASE-engine run when the resume began and is now a {engine} run: "
+                           "another process changed its run.json; try again",
+            lambda settings: state.load_checkpoint(rundir, settings), steps, model, changes)
+        settings, ckpt = run.settings, run.checkpoint
         state.cut_outputs(rundir, settings, ckpt.outputs)
         rd.write_settings(rundir, settings)
         atoms = ckpt.atoms
-        atoms.calc = NNPCalculator(model)
+        atoms.calc = NNPCalculator(run.model)
         rng = state.rng_from_state(ckpt.rng_state)
         dyn = ens.make_integrator(atoms, settings, rng)
         ens.set_state(dyn, settings.ensemble, ckpt.integrator)
