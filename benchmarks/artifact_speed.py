@@ -3,6 +3,8 @@ compiled (AOTInductor) program, eager module; and the host overhead around the m
 
 Run: .venv/bin/python benchmarks/artifact_speed.py --threads 1 --workloads ethanol --md
      (--build: build missing programs into the cache first; minutes for "compiled")
+     (--program before=PATH: also a compiled package given by path, e.g. one built by older code
+      of the same model file, timed in the same run under the label "before")
 
 Per workload and artifact, the same structure is evaluated through ``NNPCalculator`` (a
 force call after a 1e-4 Å move, so no result is reused) and, on the same inputs, through the
@@ -35,6 +37,13 @@ def options(parser):
     parser.add_argument("--build", action="store_true", help="build missing programs (exported, compiled)")
     parser.add_argument("--md", action="store_true",
                         help="also MD steps/s (VelocityVerlet 0.5 fs) per artifact and for tblite's GFN2-xTB")
+    parser.add_argument("--program", action="append", default=[], metavar="LABEL=PATH",
+                        help="also a compiled or exported package by path (its model file and dtype are checked)")
+
+
+def kinds(args) -> list[str]:
+    """The artifacts to time: ``--artifacts``, then each ``--program``'s label."""
+    return list(args.artifacts) + [spec.split("=", 1)[0] for spec in args.program]
 
 
 def load(kind: str, args):
@@ -42,6 +51,9 @@ def load(kind: str, args):
     from nnpcalc.nn.build import rebuild
     from nnpcalc.runtime import Model
 
+    programs = dict(spec.split("=", 1) for spec in args.program)
+    if kind in programs:
+        return by_path(programs[kind], args)
     artifact = "torchscript" if kind == "eager" else kind
     if kind in ("exported", "compiled") and not args.build:
         from nnpcalc import artifacts
@@ -57,6 +69,22 @@ def load(kind: str, args):
         model = Model(args.model, dtype=args.dtype, artifact=artifact)
     if kind == "eager":
         model.module = rebuild(model.path, (model.module, model.metadata)).to(model.dtype).requires_grad_(False)
+    return model, time.perf_counter() - t0
+
+
+def by_path(path, args):
+    """(Model, load seconds) served by the package at ``path`` (built for this model file and dtype)."""
+    import json
+
+    from nnpcalc import artifacts
+    from nnpcalc.runtime import Model
+
+    model = Model(args.model, dtype=args.dtype, artifact="torchscript")
+    stored = json.loads(Path(path + ".json").read_text())
+    if (stored["model_sha256"], stored["dtype"]) != (artifacts._sha256_file(model.path), args.dtype):
+        raise SystemExit(f"{path} was built for another model file or dtype")
+    t0 = time.perf_counter()
+    model.program = artifacts.load(path)
     return model, time.perf_counter() - t0
 
 
@@ -100,7 +128,7 @@ def ase_call(model, atoms):
 def run(wname, args):
     atoms = C.WORKLOADS[wname]()
     models, rows = {}, []
-    for kind in args.artifacts:
+    for kind in kinds(args):
         model, seconds = load(kind, args)
         if model is None:
             rows.append([wname, len(atoms), f"{kind} (not cached: --build)"] + [float("nan")] * 6)
@@ -132,7 +160,7 @@ def md_rates(wname, args, steps: int = 40):
 
     from nnpcalc import NNPCalculator
 
-    calcs = {k: NNPCalculator(m) for k in args.artifacts if (m := load(k, args)[0]) is not None}
+    calcs = {k: NNPCalculator(m) for k in kinds(args) if (m := load(k, args)[0]) is not None}
     try:
         from tblite.ase import TBLite
 

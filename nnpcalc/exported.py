@@ -15,6 +15,11 @@ dynamic number of atoms and pairs. The program takes the neighbour graph as an i
 included). One structure per call, ``N >= 2`` atoms, ``E >= 2`` directed pairs of a full
 (symmetric) list. ``nnpcalc.artifacts`` caches and chooses; this module only builds.
 
+Two ops of the network code are traced as plain elementwise ops (``_ShimmedOps``): 3 × 3
+determinants (the stress' volume) by cofactor expansion and ``bincount`` (atoms per structure)
+as a comparison and a sum; AOTInductor has no C shim for either and would run them outside its
+kernels, through its proxy executor (``artifacts.proxied_ops`` lists what a package still runs so).
+
 Models with long-range electrostatics (``coulomb``, ``ewald``) export as **molecule programs**
 (``molecules_only``): the term's branch on the pbc flags is taken at build time (pbc all False),
 and its direct sum over atom pairs (``torch.triu_indices``, which fixes N) is traced as the same
@@ -77,15 +82,54 @@ def example_inputs(metadata: dict, dtype: torch.dtype, device: torch.device) -> 
     return positions, numbers, cell, pbc, charge, batch, fidelity, edge_index, shifts.to(dtype)
 
 
+def det3(matrices: torch.Tensor) -> torch.Tensor:
+    """Determinants of [..., 3, 3] matrices by cofactor expansion along the first row (elementwise
+    ops only; ``torch.linalg.det`` factorises, the same value to rounding)."""
+    (a, b, c), (d, e, f), (g, h, i) = [[matrices[..., r, k] for k in range(3)] for r in range(3)]
+    return a * (e * i - f * h) - b * (d * i - f * g) + c * (d * h - e * g)
+
+
+def count(values: torch.Tensor, length: int) -> torch.Tensor:
+    """``torch.bincount(values, minlength=length)`` for values in [0, length): one comparison per
+    (bin, value) and a sum (int64, exact); its length is ``length``, not read from the data."""
+    bins = torch.arange(length, dtype=values.dtype, device=values.device)
+    return (values.unsqueeze(0) == bins.unsqueeze(1)).sum(1)
+
+
+class _ShimmedOps(torch.overrides.TorchFunctionMode):
+    """While tracing: ``torch.linalg.det`` of 3 × 3 matrices as :func:`det3` and ``torch.bincount``
+    (no weights, a ``minlength``) as :func:`count`.
+
+    AOTInductor (torch 2.13) has no C shim for ``aten._linalg_det`` and ``aten.bincount``: it runs
+    them through its proxy executor (a boxed dispatcher call per op, and bincount's length an
+    unbacked size read back from the data); as elementwise ops they fuse into its kernels. Counts
+    are the same integers, determinants the same to rounding. bincount's count assumes its values
+    below ``minlength``: in the network code it counts ``batch`` (indices of the call's
+    structures) with ``minlength`` the number of structures; other calls keep the op.
+    """
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in (torch.linalg.det, torch.det, torch.Tensor.det) and not kwargs and args[0].shape[-2:] == (3, 3):
+            return det3(args[0])
+        if func in (torch.bincount, torch.Tensor.bincount):
+            options = dict(zip(("weights", "minlength"), args[1:])) | kwargs
+            length = options.get("minlength", 0)
+            if options.get("weights") is None and isinstance(length, int) and length > 0:
+                return count(args[0], length)
+        return func(*args, **kwargs)
+
+
 def trace(module: torch.nn.Module, args: tuple) -> torch.export.ExportedProgram:
-    """``make_fx`` unrolls the autograd pass into ATen ops; ``torch.export`` makes N and E dynamic."""
+    """``make_fx`` unrolls the autograd pass into ATen ops; ``torch.export`` makes N and E dynamic.
+    Determinants and counts are traced as elementwise ops (:class:`_ShimmedOps`)."""
     from torch.fx.experimental import _config
     from torch.fx.experimental.proxy_tensor import make_fx
 
     previous = _config.use_duck_shape
     _config.use_duck_shape = False  # atoms and pairs stay independent sizes, even if equal in the example
     try:
-        with torch.enable_grad():
+        with torch.enable_grad(), _ShimmedOps():
             graph = make_fx(module, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*[a.clone() for a in args])
     finally:
         _config.use_duck_shape = previous

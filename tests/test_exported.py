@@ -16,7 +16,7 @@ import pytest
 import torch
 from ase.build import bulk, molecule
 
-from nnpcalc import artifacts, modelfile
+from nnpcalc import artifacts, exported, modelfile
 from nnpcalc.calculator import NNPCalculator
 from nnpcalc.errors import ArtifactWarning, ModelFileError
 from nnpcalc.nn.build import rebuild
@@ -174,6 +174,32 @@ def test_an_archive_with_pickles_is_refused(tmp_path):
         artifacts._refuse_pickles(path)
 
 
+def test_traced_determinant_and_count_match_torch():
+    """What the programs trace instead of ``linalg.det`` and ``bincount`` (no proxied ops)."""
+    generator = torch.Generator().manual_seed(0)
+    cells = torch.randn(50, 3, 3, generator=generator, dtype=F64) * 4.0
+    cells[0] = torch.eye(3, dtype=F64) * 17.0
+    cells[1, 2] = cells[1, 0] + cells[1, 1]  # singular
+    reference = torch.linalg.det(cells)
+    assert float((exported.det3(cells) - reference).abs().max()) < 1e-12
+    assert float(exported.det3(cells[1:2]).abs().max()) < 1e-12
+    for length in (1, 2, 5):
+        values = torch.randint(0, length, (40,), generator=generator)
+        assert torch.equal(exported.count(values, length), torch.bincount(values, minlength=length))
+    assert torch.equal(exported.count(torch.zeros(7, dtype=torch.long), 1), torch.tensor([7]))
+
+
+def test_tracing_replaces_only_what_it_can():
+    """``_ShimmedOps`` replaces 3 × 3 determinants and counts with a ``minlength``, nothing else."""
+    matrices, values = torch.randn(4, 4, dtype=F64), torch.tensor([0, 2, 2])
+    with exported._ShimmedOps():
+        assert torch.equal(torch.linalg.det(matrices), torch.linalg.det(matrices.clone()))  # 4 × 4: the op
+        assert torch.equal(torch.bincount(values), torch.tensor([1, 0, 2]))  # no minlength: the op
+        assert torch.equal(torch.bincount(values, minlength=4), torch.tensor([1, 0, 2, 0]))
+        weighted = torch.bincount(values, torch.ones(3, dtype=F64), 3)
+    assert torch.equal(weighted, torch.tensor([1.0, 0.0, 2.0], dtype=F64))
+
+
 # ---- slow: one exported program of the tiny model, float64 ------------------------------------
 
 
@@ -197,6 +223,14 @@ def test_exported_matches_torchscript_and_eager(exported_model):
             out = eager.evaluate(*args)
         assert max_difference(program(*args), reference) < EXACT, name
         assert max_difference(out, reference) < EXACT, name
+
+
+@pytest.mark.slow
+def test_exported_program_holds_no_op_without_a_c_shim(exported_model):
+    """``aten.bincount`` and ``aten._linalg_det`` would run through AOTInductor's proxy executor."""
+    _, program, _ = exported_model
+    targets = {str(node.target) for node in program.module.graph.nodes if node.op == "call_function"}
+    assert not {t for t in targets if "bincount" in t or "linalg_det" in t or "lu_factor" in t}
 
 
 @pytest.mark.slow
@@ -232,13 +266,39 @@ def test_runtime_serves_in_range_calls_from_the_program(exported_model, monkeypa
     assert abs(together[0]["energy"] - reference.compute(batch[:1])[0]["energy"]) < EXACT
 
 
-@pytest.mark.slow
-def test_compiled_matches_torchscript(exported_model, tmp_path_factory):
-    """AOTInductor on this CPU (minutes): the same numbers to rounding."""
+@pytest.fixture(scope="module")
+def compiled_model(exported_model, tmp_path_factory):
+    """AOTInductor on this CPU (minutes)."""
     path, _, _ = exported_model
     root = tmp_path_factory.mktemp("compiled")
-    program = artifacts.load(artifacts.build(path, "compiled", F64, "cpu", root))
-    assert_program_matches_file(program, path)
+    return path, artifacts.build(path, "compiled", F64, "cpu", root), root
+
+
+@pytest.mark.slow
+def test_compiled_matches_torchscript(compiled_model):
+    """The same numbers to rounding (a molecule, an anion, a periodic triclinic cell), and every op
+    in the package's kernels or C shims: none through the proxy executor."""
+    path, package, _ = compiled_model
+    assert_program_matches_file(artifacts.load(package), path)
+    assert artifacts.proxied_ops(package) == []
+    assert json.loads(package.with_name(package.name + ".json").read_text())["proxied_ops"] == []
+
+
+@pytest.mark.slow
+def test_compiled_passes_finite_differences(compiled_model, monkeypatch):
+    path, _, root = compiled_model
+    monkeypatch.setenv("NNPCALC_CACHE_DIR", str(root))
+    model = Model(path, dtype="float64", artifact="auto")
+    program, calls = model.program, []
+    assert program is not None and program.kind == "compiled"
+    model.program = artifacts.Program(program.kind, lambda *a: calls.append(1) or program.module(*a), program.keys,
+                                      program.path)
+    calc = NNPCalculator(model)
+    tolerance = TOLERANCES["float64"]
+    assert check_forces(calc, structures()["metal"], tolerance["forces"]).passed
+    assert check_stress(calc, structures()["metal"], tolerance["stress"]).passed
+    assert check_forces(calc, structures()["ethanol"], tolerance["forces"]).passed
+    assert len(calls) > 100 and model.program is not None  # every call served by the program, none fell back
 
 
 @pytest.mark.slow
