@@ -328,9 +328,21 @@ def learn_arguments(description: str, frames: int, minutes: float) -> argparse.A
     return parser
 
 
+def learn_start(description: str, frames: int, minutes: float, argv=None) -> argparse.Namespace:
+    """A ``learn_*.py`` demo's start: its options (:func:`learn_arguments`), one torch thread (the
+    program's choice, beside other work), OUTDIR made."""
+    import torch
+
+    args = learn_arguments(description, frames, minutes).parse_args(argv)
+    torch.set_num_threads(1)
+    args.outdir.mkdir(parents=True, exist_ok=True)
+    return args
+
+
 def learn_demo(args, recipe: dict, config: dict, summary: str) -> tuple[str, list[dict]]:
-    """Train round 0 from ``recipe`` in ``OUTDIR/round0`` (once), then run ``nnp learn`` with
-    ``config`` in ``OUTDIR/learn[-control][-seedN]``; the run's name and its round records.
+    """Train round 0 from ``recipe`` on the learn run's starting data (``config["data"]``) in
+    ``OUTDIR/round0`` (once), then run ``nnp learn`` with ``config`` in
+    ``OUTDIR/learn[-control][-seedN]``; the run's name and its round records.
     ``--control`` sets ``min_uncertainty`` out of reach: the same rounds, nothing labelled."""
     import json
 
@@ -339,6 +351,7 @@ def learn_demo(args, recipe: dict, config: dict, summary: str) -> tuple[str, lis
 
     out = args.outdir
     recipe = json.loads(json.dumps(recipe))  # a deep copy
+    recipe["data"]["files"] = list(config["data"])
     recipe |= {"run_dir": str(out / "round0"), "output": str(out / "round0" / "model.pt"), "summary": summary}
     if not (out / "round0" / "model.pt").is_file():
         train(recipe)

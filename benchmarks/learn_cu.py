@@ -107,23 +107,17 @@ def surface_energies(model_path) -> dict:
 
 
 def main(argv=None) -> None:
-    import torch
-
-    args = C.learn_arguments(__doc__.splitlines()[0], frames=16, minutes=3.0).parse_args(argv)
-    torch.set_num_threads(1)  # a program's choice: one thread, beside other work
+    args = C.learn_start(__doc__.splitlines()[0], frames=16, minutes=3.0, argv=argv)
     out = args.outdir
-    out.mkdir(parents=True, exist_ok=True)
     if not (out / "test.extxyz").is_file():
         write(out / "bulk.extxyz", bulk_data(), format="extxyz")
         write(out / "starts.extxyz", [slab(f, (2, 2, 3)) for f in FACETS], format="extxyz")
         write(out / "test.extxyz", test_data(), format="extxyz")
-    recipe = json.loads(json.dumps(RECIPE))
-    recipe["data"]["files"] = [str(out / "bulk.extxyz")]
     config = {"data": [str(out / "bulk.extxyz")], "structures": [str(out / "starts.extxyz")],
               "test": [str(out / "test.extxyz")], "method": "EMT", "max_epochs": 60,
               "explore": {"temperatures_K": [300.0, 900.0], "steps": 300, "sample_every": 10, "relax": True}}
     summary = "Round 0 of the Cu active-learning demo: bulk EMT data only."
-    name, records = C.learn_demo(args, recipe, config, summary)
+    name, records = C.learn_demo(args, RECIPE, config, summary)
     surfaces = {"EMT": surface_energies(None)}
     surfaces |= {f"round {r['round']}": surface_energies(r["model"]) for r in records}
     (out / f"surfaces-{name}.json").write_text(json.dumps(surfaces, indent=1))

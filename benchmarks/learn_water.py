@@ -122,26 +122,20 @@ def explored_geometry(run_dir: Path, rounds: int) -> list[dict]:
 
 
 def main(argv=None) -> None:
-    import torch
-
-    args = C.learn_arguments(__doc__.splitlines()[0], frames=16, minutes=20.0).parse_args(argv)
-    torch.set_num_threads(1)  # a program's choice: one thread, beside other work
+    args = C.learn_start(__doc__.splitlines()[0], frames=16, minutes=20.0, argv=argv)
     out = args.outdir
-    out.mkdir(parents=True, exist_ok=True)
     if not (out / "clusters-test.extxyz").is_file():
         train, test = starting_data()
         write(out / "start.extxyz", train, format="extxyz")
         write(out / "starts.extxyz", starts(), format="extxyz")
         write(out / "clusters-test.extxyz", test, format="extxyz")
-    recipe = json.loads(json.dumps(RECIPE))
-    recipe["data"]["files"] = [str(out / "start.extxyz")]
     config = {"data": [str(out / "start.extxyz")], "structures": [str(out / "starts.extxyz")],
               "test": [str(HELD_OUT_BOX), str(out / "clusters-test.extxyz")], "method": "GFN2-xTB",
               "max_epochs": EPOCHS,
               "explore": {"temperatures_K": [300.0, 450.0], "steps": 400, "timestep_fs": 0.5, "sample_every": 10,
                           "relax": True}}
     summary = "Round 0 of the periodic-water active-learning demo: the default model's H/O data, no periodic water."
-    name, records = C.learn_demo(args, recipe, config, summary)
+    name, records = C.learn_demo(args, RECIPE, config, summary)
     models = [("shipped hcno-gfn2", SHIPPED_MODEL), ("round 0", records[0]["model"])]
     models += [(f"{name} round {r['round']}", r["model"]) for r in records[1:]]
     checks = {}
