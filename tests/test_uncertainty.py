@@ -239,6 +239,11 @@ def test_md_max_uncertainty_saves_frames_or_stops(model_path, model_file, tmp_pa
     assert len(read(tmp_path / "stop" / "uncertain.extxyz", ":")) == 1
     with pytest.raises(OptionError, match="no uncertainty outputs"):
         run_md(cu_cell(), model_file, outdir=tmp_path / "plain", **common)
+    # refused before an overwrite empties the run it would replace
+    kept = sorted(p.name for p in (tmp_path / "save").iterdir())
+    with pytest.raises(OptionError, match="no uncertainty outputs"):
+        run_md(cu_cell(), model_file, outdir=tmp_path / "save", overwrite=True, **common)
+    assert sorted(p.name for p in (tmp_path / "save").iterdir()) == kept
     # engine openmm: tests/test_uncertainty_engines.py
 
 

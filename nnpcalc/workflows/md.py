@@ -30,7 +30,7 @@ from .common import as_model, progress_bar
 from .md_resume import prepare_resume
 from .md_settings import MDSettings, make_settings
 from .md_watch import fused_atoms, why_stop
-from .uncertainty_watch import md_watcher
+from .uncertainty_watch import md_watcher, require_uncertainty
 
 
 @dataclass
@@ -67,6 +67,8 @@ def run_md(structure, model: str | Path | Model | None = None, *, outdir: str | 
         return _run_openmm(atoms, model, settings, outdir, overwrite, progress)
     model = as_model(model, settings.dtype, settings.device)
     model.check(atoms)
+    if settings.max_uncertainty:  # refused before an overwrite empties the directory
+        require_uncertainty(model)
     settings.model = str(Path(model.path).resolve())
     settings.model_sha256 = rd.file_sha256(settings.model)
     rng = np.random.default_rng(settings.seed)
