@@ -132,18 +132,20 @@ def emt_v3() -> list[dict]:
 
 def emt_element_sparse(element: str, k: int) -> list[dict]:
     """Low coordination for ``emt-v5-sparse`` (added to ``emt-v3``, not replacing it): the isolated
-    atom (×10: it was 3 of ~330 frames per element, and 0.1–0.24 eV off), dense dimer scans from
-    1.425 to 4.375 Å on two grids interleaved at 0.05 Å and off ``emt-v3``'s 0.1 Å grid (its test
-    dimers stay unseen; below, the ZBL wall decides, beyond, EMT binds where a 5 Å model sees two
-    free atoms), an atom brought to a 13-atom cluster from 4.3 to 7.5 Å off its centre (adatoms),
-    surface atoms of the cluster pulled out radially, expanded rattled clusters and 1500 K cluster MD."""
+    atom ×30 (it was 3 of ~330 frames per element, and 0.03–0.24 eV off: ``emt-v3``'s dimers at
+    4–4.4 Å, where EMT still binds by 0.2–1.6 eV but a 5 Å model is at the edge of its cutoff,
+    pulled it down), dense dimer scans from 1.425 to 3.475 Å on two grids interleaved at 0.05 Å and
+    off ``emt-v3``'s 0.1 Å grid (its test dimers stay unseen; below 1.4 Å the ZBL wall decides), an
+    atom brought to a 13-atom cluster from 4.3 to 6.3 Å off its centre (adatoms 1.7–3.8 Å from the
+    nearest atom), surface atoms of the cluster pulled out radially, expanded rattled clusters and
+    1500 K cluster MD."""
     seed = 200 + k
     atom = f"atom-{element}"
-    jobs = [{"kind": "single", "system": atom, "method": "EMT", "seed": s, "subset": "atoms"} for s in range(10, 20)]
-    jobs += [{"kind": "approach", "systems": [atom, atom], "method": "EMT", "distances": [start, start + 2.9, 30],
+    jobs = [{"kind": "single", "system": atom, "method": "EMT", "seed": s, "subset": "atoms"} for s in range(10, 40)]
+    jobs += [{"kind": "approach", "systems": [atom, atom], "method": "EMT", "distances": [start, start + 2.0, 21],
               "seed": 0, "subset": "dimers"} for start in (1.425, 1.475)]
     jobs += [{"kind": "approach", "systems": [f"{element}-cluster-13", atom], "method": "EMT",
-              "distances": [4.3, 7.5, 15], "seed": seed + 10 * s, "subset": "adatoms"} for s in range(3)]
+              "distances": [4.3, 6.3, 11], "seed": seed + 10 * s, "subset": "adatoms"} for s in range(3)]
     jobs.append({"kind": "bonds", "system": f"{element}-cluster-13", "method": "EMT", "scales": [0.85, 2.0, 11],
                  "max_bonds": 2, "seed": seed, "subset": "adatoms"})
     jobs.append({"kind": "distort", "system": f"{element}-cluster-13", "method": "EMT", "count": 20, "seed": seed,
