@@ -19,7 +19,8 @@ outside it), named by a hash of everything they depend on: the model file's SHA-
 network code, torch version, CPU, dtype and device. Any failure to build or load one is an
 :class:`~nnpcalc.errors.ArtifactWarning` saying why, and the TorchScript file serves (the same
 numbers). A program serves one structure of ``N >= 2`` atoms and ``E >= 2`` pairs per call; the
-compiled one runs on one thread, so it serves the graphs the runtime runs on one thread.
+compiled one runs on one thread, so it serves the graphs the runtime runs on one thread, and every
+graph while torch runs on at most ``COMPILED_MAX_THREADS`` threads (it is faster there than the file).
 
 Loading an exported program never unpickles (the archive is checked first). A compiled package
 is native code: nnpcalc loads only packages it compiled itself into its own cache.
@@ -47,6 +48,10 @@ from .properties import dtype_name
 ARTIFACTS = ("auto", "compiled", "exported", "torchscript")
 #: bump when the programs' calling convention or build recipe changes (old cache entries then miss)
 ARTIFACT_VERSION = 1
+#: a compiled program's kernels are single-threaded, yet on up to this many torch threads it serves
+#: large graphs too: faster than the TorchScript file on all of them (2 vCPUs, TensorNet 128×2 float32,
+#: docs/benchmarks.md figure 1); with more threads the file serves graphs of ``serial_pairs`` pairs and up
+COMPILED_MAX_THREADS = 2
 #: network code whose change changes the traced program for the same model file
 _CODE = ("nn", "graph.py", "exported.py")
 

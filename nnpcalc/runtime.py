@@ -324,7 +324,9 @@ class Model:
     def _forward(self, module, inputs: tuple, graph: tuple, forces: bool, stress: bool, extra: dict) -> dict:
         """One call inside ``_calling``: the program when it serves this call, else ``module``."""
         pairs = graph[0].shape[1]
-        single = pairs < self.serial_pairs or torch.get_num_threads() == 1
+        # a compiled program (single-threaded kernels) also serves large graphs on up to
+        # artifacts.COMPILED_MAX_THREADS threads: faster there than the file on all of them
+        single = pairs < self.serial_pairs or torch.get_num_threads() <= artifacts.COMPILED_MAX_THREADS
         if (self.program is not None and module is self.module and not extra
                 and self.program.accepts(inputs[2].shape[0], inputs[0].shape[0], pairs, single,
                                          self.program.molecules_only and bool(inputs[3].any()))):
