@@ -30,4 +30,9 @@ def command(model, dtypes, artifact, device):
     path = resolve(model)
     for name in dtypes:
         click.echo(f"building the {artifact} program of {path.name} ({name}, {device}) ...")
-        click.echo(f"wrote {artifacts.build(path, artifact, getattr(torch, name), device)}")
+        target = artifacts.build(path, artifact, getattr(torch, name), device)
+        click.echo(f"wrote {target}")
+        proxied = artifacts.proxied_ops(target) if artifact == "compiled" else []
+        if proxied:  # each a dispatcher call outside the native kernels: slower small-system calls
+            click.echo(f"note: {len(proxied)} op(s) run outside the compiled kernels (AOTInductor's proxy "
+                       f"executor, no C shim in torch {torch.__version__}): {', '.join(proxied)}")

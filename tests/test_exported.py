@@ -165,6 +165,24 @@ def test_a_molecule_program_never_serves_a_periodic_cell(model_file):
     assert called == [False]
 
 
+def test_nnp_compile_names_proxied_ops(model_file, tmp_path, monkeypatch):
+    """``nnp compile`` says which ops of a package run outside its kernels (and says nothing when none)."""
+    from click.testing import CliRunner
+
+    from nnpcalc.cli.main import main
+
+    def fake_build(path, kind, dtype, device):
+        package = tmp_path / f"{dtype}.compiled.pt2"
+        nodes = [{"node": {"target": "aten::bincount"}}] if dtype == torch.float32 else []
+        with zipfile.ZipFile(package, "w") as archive:
+            archive.writestr("p/data/aotinductor/model/x.wrapper.json", json.dumps({"nodes": nodes}))
+        return package
+    monkeypatch.setattr(artifacts, "build", fake_build)
+    result = CliRunner().invoke(main, ["compile", str(model_file), "--dtype", "float32", "--dtype", "float64"])
+    assert result.exit_code == 0, result.output
+    assert result.output.count("proxy executor") == 1 and "aten::bincount" in result.output
+
+
 def test_an_archive_with_pickles_is_refused(tmp_path):
     path = tmp_path / "evil.exported.pt2"
     config = {"config": {"w": {"path_name": "weight_0", "use_pickle": True}}}
