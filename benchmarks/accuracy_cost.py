@@ -2,8 +2,9 @@
 
 Run: /work/bench-venv/bin/python benchmarks/accuracy_cost.py --threads 2 --minutes 10
 
-Data: the default model's GFN2-xTB set (``data/hcno-gfn2.extxyz``, made by
-``nnp train models/hcno-gfn2.yaml``), split as its recipe splits it (seed 0, 80/10/10), energy
+Data: the default model's GFN2-xTB set (``data/hcno-v2.extxyz``, made by
+``nnp train models/hcno-gfn2.yaml``; figure 7 was measured on its predecessor ``hcno-gfn2.extxyz``,
+figure 7b (``equal_accuracy.py``) is the current comparison), split as its recipe splits it (seed 0, 80/10/10), energy
 and forces only. nnpcalc trains its default recipe's TensorNet (48×2) through
 ``nnpcalc.training``; MACE trains a MACE-MP-0 *small*-size ``ScaleShiftMACE`` (random init,
 r_max 5 Å, E0s by least squares) with its own data pipeline and a plain Adam loop (MACE's
@@ -22,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common as C  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT / "data" / "hcno-gfn2.extxyz"
+DATA = ROOT / "data" / "hcno-v2.extxyz"
 ELEMENTS = ["H", "C", "N", "O"]
 
 
