@@ -122,7 +122,8 @@ class Program:
     def accepts(self, num_structures: int, num_atoms: int, num_pairs: int, one_thread: bool,
                 periodic: bool = False) -> bool:
         """Whether this program serves a call of this size; ``one_thread``: the call would run on one
-        thread anyway (compiled kernels are single-threaded: larger graphs keep all threads);
+        thread anyway, or torch runs on at most ``COMPILED_MAX_THREADS`` (compiled kernels are
+        single-threaded: with more threads, larger graphs keep the file on all of them);
         ``periodic``: any pbc flag is set (a molecule program serves none)."""
         from .exported import MIN_ATOMS, MIN_PAIRS
 
