@@ -213,7 +213,7 @@ loss 25 (v3 10); the energy terms pull the charges away from the Mulliken labels
 weight trades against energies.
 
 ## Cost and how to continue
-v3: least-squares self-energy start + 71 epochs in 38 min. This leg (E, `runs/v5/hcno-legE.yaml`):
+v3: least-squares self-energy start + 71 epochs in 38 min. This leg (E, the recipe `models/hcno-gfn2.yaml`):
 `init_from` v3, both data files, lr 3e-4 (plateau scheduler, patience 6), monitor = validation
 energy MAE + force MAE + 2 × charge MAE (`trainer.monitor`), {last_ep + 1} epochs in ~66 min on one
 torch thread of a 2-core machine shared with 4–6 other jobs (load 3–11), stopped by hand after the
