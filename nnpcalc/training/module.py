@@ -6,6 +6,8 @@ checkpoint alone exports to a model file.
 
 from __future__ import annotations
 
+import math
+
 import lightning.pytorch as pl
 import torch
 
@@ -139,9 +141,14 @@ class PotentialModule(pl.LightningModule):
         if not result or head is None:
             return
         with torch.no_grad():
-            head.energy_calibration.fill_(result["energy"]["calibration"])
-            if "forces" in result:
-                head.forces_calibration.fill_(result["forces"]["calibration"])
+            for name, buffer in (("energy", head.energy_calibration), ("forces", head.forces_calibration)):
+                if name not in result:
+                    continue
+                factor = result[name]["calibration"]
+                if math.isfinite(factor) and factor > 0:
+                    buffer.fill_(factor)
+                else:  # no spread or no error to scale (e.g. only 1-atom cells): keep the factor in use
+                    result[name] |= {"calibration": float(buffer), "kept": True}
         self.provenance["uncertainty"] = {"split": "val"} | result
 
     def _score_uncertainty(self):
