@@ -120,11 +120,11 @@ test frames stayed unseen by this fine-tune and the rows below compare like with
   116, test 123.
 - Held out, never trained on: `data/water-box-md.extxyz` (job list `water-box-md`, sha256
   `9c090b19f754b4bc…`), 32 frames of GFN2-xTB MD of the periodic 8-water box at 300/450 K.
-- How held out the "organics" row is: its test molecules of `hcno-v2` ({extra['v2 test organics formulas']} formulas;
-  {extra['of which in v2 training (other isomer, same formula)']} also in v3's training as another isomer) were otherwise never in v3's training; {extra['of which in v3-extra training (other geometries)']} of these
-  {extra['v2 test organics formulas']} now appear in training at other geometries (their 300/600 K MD
-  in `hcno-v3-extra`), so the row measures unseen geometries of mostly seen molecules, as MD17-style
-  benchmarks do, no longer unseen molecules.
+- How held out the "organics" row is: its test frames hold {extra['v2 test organics formulas']} formulas. In v3's training
+  5 of them appeared only as compressed/stretched (0.8–1.3×) frames (one also as a rattled isomer) and 3
+  not at all (C₂H₂O₂, O₃, C₃H₉N; by formula over v3's training split). Now {extra['of which in v3-extra training (other geometries)']} of the
+  {extra['v2 test organics formulas']} appear in training at near-equilibrium geometries (their 300/600 K MD in `hcno-v3-extra`), so the
+  row measures unseen geometries of seen molecules, as MD17-style benchmarks do, no longer unseen molecules.
 
 ## Held-out test errors per subset (v3 → this model)
 | subset | frames | energy MAE meV/atom | force MAE eV/Å | force RMSE eV/Å | charge MAE e |
