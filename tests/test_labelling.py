@@ -121,3 +121,49 @@ def test_one_worker_runs_the_jobs_in_list_order(tmp_path, monkeypatch):
         with pytest.raises(ZeroDivisionError):
             labelling.build("tiny", tmp_path / "tiny.extxyz", workers)
     assert seen == [EMT_JOBS, sorted(EMT_JOBS, key=labelling._cost, reverse=True)] and seen[0] != seen[1]
+
+
+def test_hcno_v5_modes_is_additive_and_pinned():
+    """hcno-v5-modes: one ``modes`` job per G2 organic (H2O, NH3, CH4 among them), new keys only;
+    the lists before it keep every job key (pinned digests; the manifests when data/ is there)."""
+    import hashlib
+    from pathlib import Path
+
+    pinned = {"hcno-v2": "1cf0db1ad64b69ac", "water-box-md": "6d70620de3c2a323",
+              "hcno-v3-extra": "12e2b526cf056509", "hcno-v5-modes": "a59f32ca5a8884b1"}
+    for name, digest in pinned.items():
+        keys = [labelling.job_key(s) for s in datasets.DATASETS[name]()]
+        assert hashlib.sha256(" ".join(keys).encode()).hexdigest()[:16] == digest, f"{name}: a job changed"
+        manifest = Path(__file__).parents[1] / "data" / f"{name}.manifest.json"
+        if manifest.is_file():
+            assert keys == [j["key"] for j in json.loads(manifest.read_text())["jobs"]]
+    jobs = datasets.DATASETS["hcno-v5-modes"]()
+    assert all(s["kind"] == "modes" and s["method"] == "GFN2-xTB" for s in jobs)
+    assert [s["system"] for s in jobs] == datasets.ORGANICS and {"H2O", "NH3", "CH4"} <= set(datasets.ORGANICS)
+    old = {labelling.job_key(s) for name in ("hcno-v2", "hcno-v3-extra") for s in datasets.DATASETS[name]()}
+    assert not old & {labelling.job_key(s) for s in jobs}
+
+
+def test_modes_frames_sit_at_the_thermal_energy_of_each_mode():
+    """H2O: the finite-difference Hessian gives ASE's frequencies; each single-mode frame is
+    k_B·T above the minimum (harmonic, within 25 %) at 300 K (+) and 600 K (−); 2·3 + combos frames."""
+    pytest.importorskip("tblite")
+    from ase import units
+    from ase.optimize import BFGS
+
+    from nnpcalc.training import heldout
+
+    spec = {"kind": "modes", "system": "H2O", "method": "GFN2-xTB", "temperatures_K": [300, 600], "combos": 3,
+            "max_displacement": 0.3, "seed": 0, "subset": "modes"}
+    frames = labelling.run_modes(spec)
+    assert len(frames) == 2 * 3 + 3 and all(f.info["charge"] == 0.0 and "ref_forces" in f.arrays for f in frames)
+    calc = reference.calculator("GFN2-xTB")
+    water = molecule("H2O")
+    water.calc = calc
+    BFGS(water, logfile=None).run(fmax=1e-3, steps=500)
+    lam, _ = labelling.normal_modes(water, calc)
+    wavenumbers = np.sqrt(lam[-3:] * units._e / units._amu) * 1e10 / (2 * np.pi * units._c * 100)
+    assert wavenumbers == pytest.approx(heldout.frequencies(calc, molecule("H2O")), abs=1.0)
+    rise = np.array([f.info["ref_energy"] for f in frames[:6]]) - water.get_potential_energy()
+    assert rise == pytest.approx(units.kB * np.array([300, 600] * 3), rel=0.25)
+    assert max(np.linalg.norm(f.positions - water.positions, axis=1).max() for f in frames) <= 0.3 + 1e-9

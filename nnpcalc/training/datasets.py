@@ -177,6 +177,15 @@ def hcno_v3_extra() -> list[dict]:
     return jobs
 
 
+def hcno_v5_modes() -> list[dict]:
+    """Frames along GFN2-xTB's own normal modes about its own minimum, for every G2 organic
+    (H2O, NH3, CH4 among them), added to ``hcno-v2`` + ``hcno-v3-extra`` (not replacing them):
+    MD frames pin the curvature at the minimum only weakly (issue #12, harmonic frequencies).
+    Each mode at +/- its 300/600 K harmonic amplitude, plus 8 thermal samples of all modes."""
+    return [{"kind": "modes", "system": name, "method": GFN2, "temperatures_K": [300, 600], "combos": 8,
+             "max_displacement": 0.3, "seed": 300 + k, "subset": "modes"} for k, name in enumerate(ORGANICS)]
+
+
 #: dataset name → function returning its job list
 DATASETS = {"hcno-v2": hcno_v2, "emt-v2": emt_v2, "emt-v3": emt_v3, "water-box-md": lambda: list(WATER_BOX_MD),
-            "hcno-v3-extra": hcno_v3_extra, "emt-v5-sparse": emt_v5_sparse}
+            "hcno-v3-extra": hcno_v3_extra, "emt-v5-sparse": emt_v5_sparse, "hcno-v5-modes": hcno_v5_modes}

@@ -106,9 +106,79 @@ def run_single(spec: dict) -> list[Atoms]:
     return label_all([atoms], spec["method"], charge)
 
 
+def normal_modes(atoms: Atoms, calc, delta: float = 0.005) -> tuple[np.ndarray, np.ndarray]:
+    """Mass-weighted Hessian eigenpairs at ``atoms`` by central finite differences of the forces:
+    (λ in eV/(Å² amu), ascending; Cartesian unit-mass-weighted vectors as columns, shape (3N, 3N))."""
+    n = len(atoms)
+    hessian = np.zeros((3 * n, 3 * n))
+    probe = atoms.copy()
+    probe.calc = calc
+    for k in range(3 * n):
+        forces = []
+        for sign in (1, -1):
+            probe.positions = atoms.positions
+            probe.positions[k // 3, k % 3] += sign * delta
+            forces.append(probe.get_forces().ravel().copy())
+        hessian[k] = -(forces[0] - forces[1]) / (2 * delta)
+    hessian = 0.5 * (hessian + hessian.T)
+    inv_sqrt_m = np.repeat(1 / np.sqrt(atoms.get_masses()), 3)
+    return np.linalg.eigh(hessian * np.outer(inv_sqrt_m, inv_sqrt_m))
+
+
+def run_modes(spec: dict) -> list[Atoms]:
+    """Frames displaced along the reference's own normal modes about its own minimum (relaxed
+    with BFGS to ``fmax``), at harmonic energies of k_B·T: each vibrational mode (rigid motions,
+    the 6 — 5 if linear — lowest |λ|, dropped) once at +√(2 k_B T₁/λ) and once at −√(2 k_B T₂/λ)
+    for ``temperatures_K`` = [T₁, T₂]; then ``combos`` thermal samples of all modes at once
+    (each amplitude normal with variance k_B T/λ, T uniform in [T₁, T₂]). A displacement moving
+    an atom by more than ``max_displacement`` Å is scaled down to that (soft torsions)."""
+    from ase.optimize import BFGS
+
+    atoms, charge = sampling.system(spec["system"], spec.get("seed", 0))
+    calc = reference.calculator(spec["method"], charge)
+    atoms.calc = calc
+    BFGS(atoms, logfile=None).run(fmax=spec.get("fmax", 1e-3), steps=500)
+    minimum = Atoms(atoms.numbers, atoms.positions.copy(), cell=atoms.cell, pbc=atoms.pbc)
+    eigenvalues, vectors = normal_modes(minimum, calc)
+    rigid = 5 if len(minimum) == 2 or _is_linear(minimum) else 6
+    keep = np.sort(np.argsort(np.abs(eigenvalues))[rigid:])
+    keep = keep[eigenvalues[keep] > 1e-4]  # real vibrations only (an unconverged soft mode is skipped)
+    inv_sqrt_m = np.repeat(1 / np.sqrt(minimum.get_masses()), 3)
+    cartesian = vectors[:, keep] * inv_sqrt_m[:, None]  # displacement per unit mass-weighted amplitude
+    lam = eigenvalues[keep]
+    low, high = spec["temperatures_K"]
+    cap = spec["max_displacement"]
+
+    def displaced(amplitudes):
+        step = (cartesian @ amplitudes).reshape(-1, 3)
+        biggest = np.linalg.norm(step, axis=1).max()
+        if biggest > cap:
+            step *= cap / biggest
+        frame = minimum.copy()
+        frame.positions += step
+        return frame
+
+    geometries = []
+    for m in range(len(keep)):
+        for sign, temperature in ((1, low), (-1, high)):
+            amplitudes = np.zeros(len(keep))
+            amplitudes[m] = sign * np.sqrt(2 * units.kB * temperature / lam[m])
+            geometries.append(displaced(amplitudes))
+    rng = np.random.default_rng(spec.get("seed", 0))
+    for _ in range(spec["combos"]):
+        temperature = rng.uniform(low, high)
+        geometries.append(displaced(rng.normal(size=len(keep)) * np.sqrt(units.kB * temperature / lam)))
+    return label_all(geometries, spec["method"], charge)
+
+
+def _is_linear(atoms: Atoms) -> bool:
+    centred = atoms.positions - atoms.positions.mean(axis=0)
+    return bool(np.linalg.svd(centred, compute_uv=False)[1] < 1e-3)
+
+
 #: job kind → function(spec) → labelled frames
 SAMPLERS = {"md": run_md, "distort": run_distort, "strain": run_strain, "approach": run_approach,
-            "bonds": run_bonds, "single": run_single}
+            "bonds": run_bonds, "single": run_single, "modes": run_modes}
 
 
 def run_job(spec: dict, directory: Path) -> tuple[str, int, float]:
