@@ -53,6 +53,32 @@ def model_factory():
     return make_model
 
 
+def check_pinned_job_lists(pinned: dict[str, str]) -> set[str]:
+    """Every job key of the named job lists, after checking each list against its pinned digest
+    (the first 16 hex digits of the sha256 of its keys) and, when ``data/`` holds it, its manifest."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from nnpcalc.training import datasets, labelling
+
+    every = set()
+    for name, digest in pinned.items():
+        keys = [labelling.job_key(s) for s in datasets.DATASETS[name]()]
+        assert hashlib.sha256(" ".join(keys).encode()).hexdigest()[:16] == digest, f"{name}: a job changed"
+        manifest = Path(__file__).parents[1] / "data" / f"{name}.manifest.json"
+        if manifest.is_file():
+            assert keys == [j["key"] for j in json.loads(manifest.read_text())["jobs"]]
+        every |= set(keys)
+    return every
+
+
+@pytest.fixture(scope="session")
+def pinned_job_lists():
+    """:func:`check_pinned_job_lists`: job lists keep every job key (additive datasets)."""
+    return check_pinned_job_lists
+
+
 @pytest.fixture
 def pure_python_tensornet(monkeypatch):
     """torchmd-net's TensorNet class, on its pure-python ops rather than its Warp kernels."""

@@ -78,19 +78,11 @@ def test_unknown_names_are_refused():
         labelling.build("nope", "x.extxyz")
 
 
-def test_hcno_v3_extra_is_additive_and_well_formed():
+def test_hcno_v3_extra_is_additive_and_well_formed(pinned_job_lists):
     """hcno-v3-extra: H/C/N/O only, integral charges (ions ±1), MD only, new seeds; hcno-v2 and
     water-box-md keep every job key (their manifests, when data/ is there, and pinned digests)."""
-    import hashlib
-    from pathlib import Path
-
     pinned = {"hcno-v2": "1cf0db1ad64b69ac", "water-box-md": "6d70620de3c2a323"}
-    for name, digest in pinned.items():
-        keys = [labelling.job_key(s) for s in datasets.DATASETS[name]()]
-        assert hashlib.sha256(" ".join(keys).encode()).hexdigest()[:16] == digest, f"{name}: a job changed"
-        manifest = Path(__file__).parents[1] / "data" / f"{name}.manifest.json"
-        if manifest.is_file():
-            assert keys == [j["key"] for j in json.loads(manifest.read_text())["jobs"]]
+    pinned_job_lists(pinned)
     jobs = datasets.DATASETS["hcno-v3-extra"]()
     assert all(s["kind"] == "md" and s["method"] == "GFN2-xTB" and 300 <= s["temperature_K"] <= 600 for s in jobs)
     old = {labelling.job_key(s) for name in pinned for s in datasets.DATASETS[name]()}
@@ -123,20 +115,12 @@ def test_one_worker_runs_the_jobs_in_list_order(tmp_path, monkeypatch):
     assert seen == [EMT_JOBS, sorted(EMT_JOBS, key=labelling._cost, reverse=True)] and seen[0] != seen[1]
 
 
-def test_hcno_v5_modes_is_additive_and_pinned():
+def test_hcno_v5_modes_is_additive_and_pinned(pinned_job_lists):
     """hcno-v5-modes: one ``modes`` job per G2 organic (H2O, NH3, CH4 among them), new keys only;
     the lists before it keep every job key (pinned digests; the manifests when data/ is there)."""
-    import hashlib
-    from pathlib import Path
-
     pinned = {"hcno-v2": "1cf0db1ad64b69ac", "water-box-md": "6d70620de3c2a323",
               "hcno-v3-extra": "12e2b526cf056509", "hcno-v5-modes": "a59f32ca5a8884b1"}
-    for name, digest in pinned.items():
-        keys = [labelling.job_key(s) for s in datasets.DATASETS[name]()]
-        assert hashlib.sha256(" ".join(keys).encode()).hexdigest()[:16] == digest, f"{name}: a job changed"
-        manifest = Path(__file__).parents[1] / "data" / f"{name}.manifest.json"
-        if manifest.is_file():
-            assert keys == [j["key"] for j in json.loads(manifest.read_text())["jobs"]]
+    pinned_job_lists(pinned)
     jobs = datasets.DATASETS["hcno-v5-modes"]()
     assert all(s["kind"] == "modes" and s["method"] == "GFN2-xTB" for s in jobs)
     assert [s["system"] for s in jobs] == datasets.ORGANICS and {"H2O", "NH3", "CH4"} <= set(datasets.ORGANICS)
