@@ -166,6 +166,13 @@ def split_indices(frames: list[Atoms], spec: DataSpec, seed: int) -> dict[str, l
     return {name: sorted(idx) for name, idx in out.items()}
 
 
+def recipe_frames(config: dict, part: str) -> list[Atoms]:
+    """The frames of one part ("train", "val" or "test") of a recipe's split, as ``nnp train`` draws it."""
+    spec = DataSpec(**config["data"])
+    frames = read_frames(spec, config["seed"])
+    return [frames[i] for i in split_indices(frames, spec, config["seed"])[part]]
+
+
 def _split_one(frames: list[Atoms], members: list[int], spec: DataSpec, seed: int) -> dict[str, list[int]]:
     groups = [_group(frames[i], spec.group_by, j) for j, i in enumerate(members)]
     unique = sorted(set(groups), key=str)

@@ -28,12 +28,9 @@ ATOMREF_KEY = "potential.heads.0.atomref"
 
 def refit_frames(recipe: dict, subsets=None, data_file: str | None = None) -> list:
     """The recipe's train-split frames of ``subsets`` (all when None) from ``data_file`` (all when None)."""
-    from .data import DataSpec, read_frames, split_indices
+    from .data import recipe_frames
 
-    spec = DataSpec(**recipe["data"])
-    frames = read_frames(spec, recipe["seed"])
-    train = [frames[i] for i in split_indices(frames, spec, recipe["seed"])["train"]]
-    return [f for f in train
+    return [f for f in recipe_frames(recipe, "train")
             if (subsets is None or f.info.get("subset") in subsets)
             and (data_file is None or f.info.get("data_file") == data_file)]
 

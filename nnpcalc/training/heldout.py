@@ -21,13 +21,10 @@ EV_PER_A2_TO_J_PER_M2 = 16.021766
 
 def test_frames(config_path) -> list[Atoms]:
     """The test split of a training recipe (as ``nnp train`` draws it)."""
-    from .data import DataSpec, read_frames, split_indices
+    from .data import recipe_frames
     from .train import load_config
 
-    config = load_config(config_path)
-    spec = DataSpec(**config["data"])
-    frames = read_frames(spec, config["seed"])
-    return [frames[i] for i in split_indices(frames, spec, config["seed"])["test"]]
+    return recipe_frames(load_config(config_path), "test")
 
 
 def subset_errors(model, frames: list[Atoms]) -> dict[str, dict[str, float]]:

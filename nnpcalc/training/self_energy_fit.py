@@ -48,12 +48,9 @@ def _potential(recipe: dict, source: Path):
 
 def train_frames(recipe: dict, skipped=SKIPPED_SUBSETS) -> list:
     """The frames of the recipe's train split, without the ``skipped`` subsets."""
-    from .data import DataSpec, read_frames, split_indices
+    from .data import recipe_frames
 
-    spec = DataSpec(**recipe["data"])
-    frames = read_frames(spec, recipe["seed"])
-    train = [frames[i] for i in split_indices(frames, spec, recipe["seed"])["train"]]
-    return [f for f in train if f.info.get("subset") not in skipped]
+    return [f for f in recipe_frames(recipe, "train") if f.info.get("subset") not in skipped]
 
 
 def design_matrix(model, frames, elements: list[int], energy_key: str = "ref_energy"):
