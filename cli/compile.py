@@ -27,12 +27,19 @@ def command(model, dtypes, artifact, device):
     from nnpcalc import artifacts
     from nnpcalc.zoo import resolve
 
+    from nnpcalc.exported import slots_possible
+    from nnpcalc.modelfile import load
+
     path = resolve(model)
+    # a TensorNet model with energy heads alone also gets a program in slots for calls on several threads
+    parallel = artifact == "compiled" and slots_possible(load(path)[1])
     for name in dtypes:
-        click.echo(f"building the {artifact} program of {path.name} ({name}, {device}) ...")
-        target = artifacts.build(path, artifact, getattr(torch, name), device)
-        click.echo(f"wrote {target}")
-        proxied = artifacts.proxied_ops(target) if artifact == "compiled" else []
-        if proxied:  # each a dispatcher call outside the native kernels: slower small-system calls
-            click.echo(f"note: {len(proxied)} op(s) run outside the compiled kernels (AOTInductor's proxy "
-                       f"executor, no C shim in torch {torch.__version__}): {', '.join(proxied)}")
+        for threads in (1, artifacts.PARALLEL_THREADS) if parallel else (1,):
+            what = f"{artifact} program" + (f" in slots, kernels on {threads} threads," if threads > 1 else "")
+            click.echo(f"building the {what} of {path.name} ({name}, {device}) ...")
+            target = artifacts.build(path, artifact, getattr(torch, name), device, threads=threads)
+            click.echo(f"wrote {target}")
+            proxied = artifacts.proxied_ops(target) if artifact == "compiled" else []
+            if proxied:  # each a dispatcher call outside the native kernels: slower small-system calls
+                click.echo(f"note: {len(proxied)} op(s) run outside the compiled kernels (AOTInductor's proxy "
+                           f"executor, no C shim in torch {torch.__version__}): {', '.join(proxied)}")

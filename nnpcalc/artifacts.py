@@ -47,11 +47,13 @@ from .properties import dtype_name
 
 ARTIFACTS = ("auto", "compiled", "exported", "torchscript")
 #: bump when the programs' calling convention or build recipe changes (old cache entries then miss)
-ARTIFACT_VERSION = 1
+ARTIFACT_VERSION = 2
 #: a compiled program's kernels are single-threaded, yet on up to this many torch threads it serves
 #: large graphs too: faster than the TorchScript file on all of them (2 vCPUs, TensorNet 128×2 float32,
-#: docs/benchmarks.md figure 1); with more threads the file serves graphs of ``serial_pairs`` pairs and up
-COMPILED_MAX_THREADS = 2
+#: docs/benchmarks.md figure 1); with more threads the file serves graphs of ``serial_pairs`` pairs and up.
+#: A model whose program takes its graph in slots (``nnpcalc.slots``) also gets a compiled program
+#: whose kernels run on this many threads: it serves the calls that run on as many torch threads
+PARALLEL_THREADS = COMPILED_MAX_THREADS = 2
 #: network code whose change changes the traced program for the same model file
 _CODE = ("nn", "graph.py", "exported.py")
 
@@ -62,9 +64,11 @@ def cache_dir(root: str | Path | None = None) -> Path:
     return Path(base).expanduser().resolve() / "artifacts"
 
 
-def artifact_info(model_path: str | Path, dtype: torch.dtype, device) -> dict:
-    """Everything a cached program depends on; its hash names the cache entry."""
+def artifact_info(model_path: str | Path, dtype: torch.dtype, device, threads: int = 1) -> dict:
+    """Everything a cached program depends on; its hash names the cache entry. ``threads``: its
+    kernels' threads (compiled programs; more than 1: a program in slots)."""
     return {
+        "kernel_threads": int(threads),
         "artifact_version": ARTIFACT_VERSION,
         "model_sha256": _sha256_file(Path(model_path)),
         "code_sha256": _code_digest(),
@@ -111,9 +115,12 @@ def _cpu_name() -> str:
 class Program:
     """A loaded exported or compiled program: called like ``Potential.evaluate``, returns a dict."""
 
-    def __init__(self, kind: str, module, keys: list[str], path: Path, molecules_only: bool = False):
+    def __init__(self, kind: str, module, keys: list[str], path: Path, molecules_only: bool = False,
+                 threads: int = 1):
         self.kind, self.module, self.keys, self.path = kind, module, list(keys), path
         self.molecules_only = molecules_only  # built for pbc all False (models with electrostatics)
+        self.threads = int(threads)  # its kernels' threads; > 1: it takes its graph in slots
+        self._slots = (None, None)  # (edge_index, its SlotGraph): the last call's, reused while the list is
         self._fidelity = {}  # (structures, device) → the default fidelity's zeros, made once
 
     def __repr__(self) -> str:
@@ -138,6 +145,8 @@ class Program:
             if fidelity is None:
                 fidelity = self._fidelity[key] = torch.zeros(cell.shape[0], dtype=torch.long, device=cell.device)
         inputs = (positions, atomic_numbers, cell, pbc, total_charge, batch, fidelity, edge_index, shifts)
+        if self.threads > 1:
+            inputs = (positions, atomic_numbers, cell, pbc, total_charge, fidelity) + self._slot_graph(edge_index, shifts, positions.shape[0])
         if self.kind == "compiled":  # its C++ runner sets grad mode itself: no no_grad block (~5 µs)
             with flushed_subnormals():
                 values = self.module(*inputs)
@@ -145,6 +154,15 @@ class Program:
             with torch.no_grad():  # forces and stress are ops of the program
                 values = self.module(*inputs)
         return dict(zip(self.keys, values))
+
+    def _slot_graph(self, edge_index: torch.Tensor, shifts: torch.Tensor, num_atoms: int) -> tuple:
+        from .slots import slot_graph
+
+        last, graph = self._slots
+        if last is not edge_index:
+            graph = slot_graph(edge_index, shifts, num_atoms)
+            self._slots = (edge_index, graph)
+        return tuple(graph)
 
 
 #: a float32 subnormal: multiplied by one it stays itself unless this thread flushes subnormals
@@ -179,22 +197,26 @@ def failed(program: Program, err: Exception) -> None:
     )
 
 
-def build(model_path: str | Path, kind: str, dtype: torch.dtype, device="cpu", root=None, loaded=None) -> Path:
-    """Build artifact ``kind`` ("exported" or "compiled") of a model file into the cache; its path."""
+def build(model_path: str | Path, kind: str, dtype: torch.dtype, device="cpu", root=None, loaded=None,
+          threads: int = 1) -> Path:
+    """Build artifact ``kind`` ("exported" or "compiled") of a model file into the cache; its path.
+    ``threads`` > 1: a compiled program in slots whose kernels run on that many threads."""
     from .exported import compile_program, export_program, molecules_only
     from .modelfile import load as load_file
 
+    if threads > 1 and kind != "compiled":
+        raise ValueError("only compiled programs run their kernels on several threads")
     loaded = loaded if loaded is not None else load_file(model_path)
-    info = artifact_info(model_path, dtype, device)
+    info = artifact_info(model_path, dtype, device, threads)
     target = cache_path(model_path, kind, info, root)
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f"{target.name[:-4]}.{os.getpid()}.partial.pt2")
     with warnings.catch_warnings():  # torch's own deprecation notices while it traces and compiles
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.")
-        program, keys = export_program(model_path, dtype, device, loaded)
+        program, keys = export_program(model_path, dtype, device, loaded, slots=threads > 1)
         if kind == "compiled":
-            compile_program(program, partial, target.parent / "inductor")
+            compile_program(program, partial, target.parent / "inductor", threads)
         else:
             program.example_inputs = None  # nothing pickled in the archive (``load`` refuses archives that are)
             torch.export.save(program, partial)
@@ -232,7 +254,8 @@ def load(path: str | Path, info: dict | None = None) -> Program:
     else:
         _refuse_pickles(path)
         module = torch.export.load(path).module()
-    return Program(stored["kind"], module, stored["keys"], path, bool(stored.get("molecules_only", False)))
+    return Program(stored["kind"], module, stored["keys"], path, bool(stored.get("molecules_only", False)),
+                   int(stored.get("kernel_threads", 1)))
 
 
 def _compiled_runner(path: Path):
@@ -259,25 +282,33 @@ def _refuse_pickles(path: Path) -> None:
 
 
 def for_model(model_path: str | Path, dtype: torch.dtype, device="cpu", artifact: str = "auto",
-              root=None, loaded=None) -> Program | None:
+              root=None, loaded=None, threads: int = 1) -> Program | None:
     """The program serving ``model_path`` in ``dtype`` on ``device``, or None: the TorchScript file serves.
 
     ``artifact``: "auto" (a cached compiled program, if any), "compiled" or "exported" (built
-    when missing), "torchscript". A failure is an :class:`ArtifactWarning` naming its cause.
+    when missing), "torchscript". ``threads`` > 1: the compiled program whose kernels run on that
+    many threads, None for models without one (``exported.slots_possible``). A failure is an
+    :class:`ArtifactWarning` naming its cause.
     """
     if artifact not in ARTIFACTS:
         raise ValueError(f"unknown artifact {artifact!r}; choose from {', '.join(ARTIFACTS)}")
-    if artifact == "torchscript":
+    if artifact == "torchscript" or (threads > 1 and artifact == "exported"):
         return None
+    if threads > 1:
+        from .exported import slots_possible
+        from .modelfile import load as load_file
+
+        if not slots_possible((loaded if loaded is not None else load_file(model_path))[1]):
+            return None
     kind, step, path = "compiled" if artifact == "auto" else artifact, "find", "its cache"
     try:
-        info = artifact_info(model_path, dtype, device)
+        info = artifact_info(model_path, dtype, device, threads)
         path, step = cache_path(model_path, kind, info, root), "load"
         if not path.is_file():
             if artifact == "auto":
                 return None
             step = "build"
-            build(model_path, kind, dtype, device, root, loaded)
+            build(model_path, kind, dtype, device, root, loaded, threads)
         return load(path, info)
     except Exception as err:  # any failure: serve from the TorchScript file, and say why
         warnings.warn(

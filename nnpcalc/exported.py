@@ -56,6 +56,80 @@ class _Evaluate(torch.nn.Module):
         return tuple(out[key] for key in self.keys)
 
 
+class _SlotEvaluate(torch.nn.Module):
+    """``Potential.evaluate`` of one structure whose graph comes in slots (``nnpcalc.slots``), for a
+    TensorNet model: the same network code, its gathers and scatters rewritten by ``SlotOps``::
+
+        outputs = program(positions [N,3], atomic_numbers [N], cell [1,3,3], pbc [1,3],
+                          total_charge [1], fidelity [1], neighbors [K,N], shifts [K,N,3],
+                          reverse [K,N], pair [K,N], pair_slots [2,P], first [K,N])
+    """
+
+    def __init__(self, potential: torch.nn.Module, keys: list[str]):
+        super().__init__()
+        self.potential = potential
+        self.keys = list(keys)
+
+    def forward(self, positions, atomic_numbers, cell, pbc, total_charge, fidelity, neighbors, shifts, reverse,
+                pair, pair_slots, first):
+        from .nn.uncertainty import centre_ensemble
+        from .slots import Gather, SlotOps
+
+        potential, backbone = self.potential, self.potential.backbone
+        width, n = neighbors.shape
+        num_pairs = pair_slots.shape[1]
+        positions = positions.detach().requires_grad_(True)
+        strain = torch.zeros_like(cell).requires_grad_(True)
+        sym = 0.5 * (strain + strain.transpose(1, 2))
+        pos_s, cell_s = positions + positions @ sym[0], cell + torch.bmm(cell, sym)  # Potential's _apply_strain
+        senders, pair = neighbors.reshape(-1), pair.reshape(-1)
+        real = pair < num_pairs  # a pair slot, not a self-loop or padding
+        vec = (Gather.apply(pos_s, senders, reverse).view(width, n, 3) - pos_s.unsqueeze(0)
+               + shifts @ cell_s[0]).reshape(-1, 3)
+        vec = torch.where(real.unsqueeze(1), vec, torch.zeros_like(vec))
+        squared = torch.where(real, (vec * vec).sum(-1), torch.ones_like(vec[:, 0]))
+        length = torch.where(real, torch.sqrt(squared), torch.zeros_like(squared))
+        unit_vec = -vec / torch.where(real, length, torch.ones_like(length)).unsqueeze(1)  # upstream: r_i - r_j
+        pair_len = Gather.apply(length, pair_slots[0], first.reshape(1, -1))
+        radial_len = torch.cat([pair_len, pair_len.new_zeros((n,)), pair_len.new_full((1,), backbone.cutoff_upper)])
+        loops = torch.arange(n, device=pair.device)  # slot 0 of each atom
+        padding = torch.full((1,), n * width, dtype=pair.dtype, device=pair.device)
+        pair_slots = torch.cat([pair_slots, torch.stack([loops, padding.expand(n)]), padding.expand(2, 1)], 1)
+        receivers = torch.arange(n, device=pair.device).repeat(width)
+        edge_index = torch.stack([receivers, senders])
+        batch = torch.zeros(n, dtype=torch.long, device=pair.device)
+        system = {"positions": pos_s, "numbers": atomic_numbers, "batch": batch, "total_charge": total_charge,
+                  "fidelity": fidelity, "pbc": pbc, "cell": cell_s, "edge_index": edge_index, "edge_vec": vec,
+                  "edge_len": length, "vec": vec.new_zeros((0,))}
+        with SlotOps(edge_index, receivers, senders, pair, batch, reverse, pair_slots, width):
+            x = backbone.on_pairs(atomic_numbers, edge_index, unit_vec, radial_len, pair,
+                                  total_charge.expand(n))
+            x = torch.cat([x, potential._context(fidelity).expand(n, -1)], dim=-1)
+            out = {}
+            for head in potential.heads:
+                out = head(x, system, out)
+            out = centre_ensemble(out)
+            potential._derivatives(out, positions, strain, cell, True, True, False)
+        return tuple(out[key].detach() for key in self.keys)
+
+
+def slot_layout(potential: torch.nn.Module) -> bool:
+    """Whether ``potential``'s program can take its graph in slots: a TensorNet backbone, and heads
+    that read no graph (pair priors would see the padding)."""
+    from .nn.heads import EnergyHead
+    from .nn.tensornet import TensorNet
+
+    return isinstance(potential.backbone, TensorNet) and all(type(head) is EnergyHead for head in potential.heads)
+
+
+def slot_inputs(args: tuple) -> tuple:
+    """The slot program's arguments for the edge program's ``args`` (one structure)."""
+    from .slots import slot_graph
+
+    positions, numbers, cell, pbc, charge, batch, fidelity, edge_index, shifts = args
+    return (positions, numbers, cell, pbc, charge, fidelity) + tuple(slot_graph(edge_index, shifts, positions.shape[0]))
+
+
 def molecules_only(metadata: dict) -> bool:
     """Whether the model's program serves molecules only (a model with long-range electrostatics)."""
     return metadata["architecture"].get("electrostatics", "none") != "none"
@@ -120,8 +194,18 @@ class _ShimmedOps(torch.overrides.TorchFunctionMode):
         return func(*args, **kwargs)
 
 
+def _dynamic_shapes(slots: bool) -> tuple:
+    """Which input sizes stay symbolic: atoms and pairs (edge list), or atoms, slots and pairs (slots)."""
+    atoms = torch.export.Dim("atoms", min=MIN_ATOMS)
+    pairs = torch.export.Dim("pairs", min=MIN_PAIRS if not slots else 1)
+    if not slots:
+        return ({0: atoms}, {0: atoms}, None, None, None, {0: atoms}, None, {1: pairs}, {0: pairs})
+    grid = {0: torch.export.Dim("slots", min=2), 1: atoms}
+    return ({0: atoms}, {0: atoms}, None, None, None, None, grid, grid, grid, grid, {1: pairs}, grid)
+
+
 def trace(module: torch.nn.Module, args: tuple) -> torch.export.ExportedProgram:
-    """``make_fx`` unrolls the autograd pass into ATen ops; ``torch.export`` makes N and E dynamic.
+    """``make_fx`` unrolls the autograd pass into ATen ops; ``torch.export`` makes the sizes dynamic.
     Determinants and counts are traced as elementwise ops (:class:`_ShimmedOps`)."""
     from torch.fx.experimental import _config
     from torch.fx.experimental.proxy_tensor import make_fx
@@ -133,25 +217,37 @@ def trace(module: torch.nn.Module, args: tuple) -> torch.export.ExportedProgram:
             graph = make_fx(module, tracing_mode="symbolic", _allow_non_fake_inputs=True)(*[a.clone() for a in args])
     finally:
         _config.use_duck_shape = previous
-    atoms = torch.export.Dim("atoms", min=MIN_ATOMS)
-    pairs = torch.export.Dim("pairs", min=MIN_PAIRS)
-    dynamic = ({0: atoms}, {0: atoms}, None, None, None, {0: atoms}, None, {1: pairs}, {0: pairs})
+    dynamic = _dynamic_shapes(isinstance(module, _SlotEvaluate))
     return torch.export.export(graph, args, dynamic_shapes=dynamic, strict=False)
 
 
-def export_program(model_path, dtype: torch.dtype, device, loaded=None) -> tuple[torch.export.ExportedProgram, list[str]]:
-    """(program, keys) for the model file at ``model_path``; ``loaded``: its ``(module, metadata)``."""
+def export_program(model_path, dtype: torch.dtype, device, loaded=None,
+                   slots: bool = False) -> tuple[torch.export.ExportedProgram, list[str]]:
+    """(program, keys) for the model file at ``model_path``; ``loaded``: its ``(module, metadata)``;
+    ``slots``: the program takes its graph in slots (:class:`_SlotEvaluate`), else as an edge list."""
     from .modelfile import load
     from .nn.build import rebuild
 
     loaded = loaded if loaded is not None else load(model_path)
     potential = rebuild(model_path, loaded).to(device=device, dtype=dtype).eval().requires_grad_(False)
+    if slots and not (slot_layout(potential) and slots_possible(loaded[1])):
+        raise ModelFileError(f"{Path(model_path).name}: only TensorNet models with energy heads alone have a "
+                             "program in slots (a multi-threaded compiled program)")
     if molecules_only(loaded[1]):
         _molecule_electrostatics(potential, Path(model_path).name)
     args = example_inputs(loaded[1], dtype, torch.device(device))
     with torch.enable_grad():
         keys = list(potential.evaluate(*args))
+    if slots:
+        return trace(_SlotEvaluate(potential, keys), slot_inputs(args)), keys
     return trace(_Evaluate(potential, keys), args), keys
+
+
+def slots_possible(metadata: dict) -> bool:
+    """Whether a model file's metadata allows a program in slots (see :func:`slot_layout`)."""
+    architecture = metadata["architecture"]
+    return (architecture.get("backbone") == "tensornet" and architecture.get("electrostatics", "none") == "none"
+            and all(head == "energy" for head in architecture.get("heads", ())))
 
 
 def _molecule_electrostatics(potential: torch.nn.Module, name: str) -> None:
@@ -185,8 +281,9 @@ def _direct_forward(self, x, system: dict, outputs: dict) -> dict:
     return outputs
 
 
-def compile_program(program: torch.export.ExportedProgram, path: Path, work_dir: Path) -> Path:
-    """AOTInductor: ``program`` as a native package at ``path`` (single-threaded kernels).
+def compile_program(program: torch.export.ExportedProgram, path: Path, work_dir: Path, threads: int = 1) -> Path:
+    """AOTInductor: ``program`` as a native package at ``path`` whose kernels run on ``threads``
+    threads (a program in slots; an edge-list program's scatters need one).
 
     ``work_dir`` holds Inductor's intermediate files (C++ sources, objects) instead of /tmp.
     """
@@ -194,5 +291,5 @@ def compile_program(program: torch.export.ExportedProgram, path: Path, work_dir:
 
     with temporary_cache_dir(str(work_dir)):
         return Path(torch._inductor.aoti_compile_and_package(
-            program, package_path=str(path), inductor_configs={"cpp.threads": 1}
+            program, package_path=str(path), inductor_configs={"cpp.threads": int(threads)}
         ))

@@ -94,6 +94,10 @@ class Model:
         self.module = module.to(self.dtype)
         # the exported/compiled program (nnpcalc.artifacts), or None: the TorchScript file serves
         self.program = artifacts.for_model(self.path, self.dtype, self.device, artifact, loaded=(self.module, self.metadata))
+        # and for calls on several threads, the compiled program in slots whose kernels use them (or None)
+        self.parallel_program = artifacts.for_model(self.path, self.dtype, self.device, artifact,
+                                                    loaded=(self.module, self.metadata),
+                                                    threads=artifacts.PARALLEL_THREADS)
         self.elements: list[str] = self.metadata["elements"]
         self.cutoff: float = self.metadata["cutoff"]
         self.outputs: list[str] = list(self.metadata["outputs"])
@@ -323,17 +327,21 @@ class Model:
 
     def _forward(self, module, inputs: tuple, graph: tuple, forces: bool, stress: bool, extra: dict) -> dict:
         """One call inside ``_calling``: the program when it serves this call, else ``module``."""
-        pairs = graph[0].shape[1]
-        # a compiled program (single-threaded kernels) also serves large graphs on up to
-        # artifacts.COMPILED_MAX_THREADS threads: faster there than the file on all of them
-        single = pairs < self.serial_pairs or torch.get_num_threads() <= artifacts.COMPILED_MAX_THREADS
-        if (self.program is not None and module is self.module and not extra
-                and self.program.accepts(inputs[2].shape[0], inputs[0].shape[0], pairs, single,
-                                         self.program.molecules_only and bool(inputs[3].any()))):
+        pairs, threads = graph[0].shape[1], torch.get_num_threads()
+        # a call on as many threads as the parallel program's kernels takes it; the compiled program
+        # (single-threaded kernels) also serves large graphs on up to artifacts.COMPILED_MAX_THREADS
+        # threads: faster there than the file on all of them
+        name = "parallel_program" if (self.parallel_program is not None and threads > 1
+                                      and threads == self.parallel_program.threads) else "program"
+        program = getattr(self, name)
+        single = pairs < self.serial_pairs or threads <= artifacts.COMPILED_MAX_THREADS
+        if (program is not None and module is self.module and not extra
+                and program.accepts(inputs[2].shape[0], inputs[0].shape[0], pairs, single,
+                                    program.molecules_only and bool(inputs[3].any()))):
             try:
-                out = self.program(*inputs, *graph)  # computes forces and stress always: drop what was not asked
+                out = program(*inputs, *graph)  # computes forces and stress always: drop what was not asked
             except RuntimeError as err:
-                self.program = artifacts.failed(self.program, err)  # warns; the file serves from now on
+                setattr(self, name, artifacts.failed(program, err))  # warns; the file serves from now on
             else:
                 return {k: v for k, v in out.items() if (forces or k != "forces") and (stress or k != "stress")}
         return module.forward_batch(*inputs, *graph, compute_forces=forces, compute_stress=stress, **extra)

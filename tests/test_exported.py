@@ -171,8 +171,8 @@ def test_nnp_compile_names_proxied_ops(model_file, tmp_path, monkeypatch):
 
     from nnpcalc.cli.main import main
 
-    def fake_build(path, kind, dtype, device):
-        package = tmp_path / f"{dtype}.compiled.pt2"
+    def fake_build(path, kind, dtype, device, threads=1):
+        package = tmp_path / f"{dtype}-{threads}.compiled.pt2"
         nodes = [{"node": {"target": "aten::bincount"}}] if dtype == torch.float32 else []
         with zipfile.ZipFile(package, "w") as archive:
             archive.writestr("p/data/aotinductor/model/x.wrapper.json", json.dumps({"nodes": nodes}))

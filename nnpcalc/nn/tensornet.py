@@ -291,11 +291,17 @@ class TensorNet(nn.Module):
 
     def forward(self, z: Tensor, edge_index: Tensor, edge_vec: Tensor, edge_len: Tensor, q: Tensor) -> Tensor:
         n = z.shape[0]
-        if not self.total_charge:
-            q = torch.zeros_like(q)
         edge_index, edge_vec, edge_len, radial_len, pair = pair_graph(edge_index, edge_vec, edge_len, n)
         is_loop = torch.arange(edge_len.shape[0], device=z.device) >= edge_len.shape[0] - n
         unit_vec = -edge_vec / edge_len.masked_fill(is_loop, 1.0).unsqueeze(1)  # upstream: r_i - r_j
+        return self.on_pairs(z, edge_index, unit_vec, radial_len, pair, q)
+
+    def on_pairs(self, z: Tensor, edge_index: Tensor, unit_vec: Tensor, radial_len: Tensor, pair: Tensor,
+                 q: Tensor) -> Tensor:
+        """Features from ``pair_graph``'s graph: directions ``unit_vec`` [E,3] (0 for self-loops),
+        ``radial_len`` [R] once per pair and ``pair`` [E] → [0, R) (``nnpcalc.slots`` passes its own)."""
+        if not self.total_charge:
+            q = torch.zeros_like(q)
         rbf = self.distance_expansion(radial_len)
         X = self.tensor_embedding(z, edge_index, unit_vec, radial_len, rbf, pair)
         for layer in self.layers:
