@@ -53,9 +53,13 @@ def slot_graph(edge_index: Tensor, shifts: Tensor, num_atoms: int) -> SlotGraph:
     i, j = edge_index.cpu().numpy()
     lattice = np.rint(shifts.detach().cpu().numpy()).astype(np.int64)
     n, count = int(num_atoms), i.shape[0]
-    # the reverse of each directed pair: sort by (i, j, s) and by (j, i, -s); equal ranks are reverses
-    forward = np.lexsort((lattice[:, 2], lattice[:, 1], lattice[:, 0], j, i))
-    backward = np.lexsort((-lattice[:, 2], -lattice[:, 1], -lattice[:, 0], i, j))
+    # the reverse of each directed pair: sort by (i, j, s) and by (j, i, -s), each as one int64 key
+    # (shift components in [-m, m]); equal ranks are reverses
+    reach = int(np.abs(lattice).max()) if count else 0
+    base = 2 * reach + 1
+    code = ((lattice[:, 0] + reach) * base + lattice[:, 1] + reach) * base + lattice[:, 2] + reach
+    forward = np.argsort((i * n + j) * base**3 + code, kind="stable")
+    backward = np.argsort((j * n + i) * base**3 + (base**3 - 1 - code), kind="stable")
     partner = np.empty(count, dtype=np.int64)
     partner[forward] = backward
     if count and not ((i[partner] == j).all() and (j[partner] == i).all() and (lattice[partner] == -lattice).all()):
