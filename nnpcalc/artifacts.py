@@ -61,7 +61,7 @@ ARTIFACT_VERSION = 2
 #: whose kernels run on this many threads: it serves the calls that run on as many torch threads
 PARALLEL_THREADS = COMPILED_MAX_THREADS = 2
 #: network code whose change changes the traced program for the same model file
-_CODE = ("nn", "graph.py", "exported.py")
+_CODE = ("nn", "graph.py", "exported.py", "slots.py")
 
 
 def cache_dir(root: str | Path | None = None) -> Path:

@@ -37,6 +37,7 @@ pairs and k-vectors in as inputs, as it passes the model's graph.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -77,8 +78,9 @@ class _SlotEvaluate(torch.nn.Module):
 
     def forward(self, positions, atomic_numbers, cell, pbc, total_charge, fidelity, neighbors, shifts, reverse,
                 pair, pair_slots, first):
+        from .nn import tensornet
         from .nn.uncertainty import centre_ensemble
-        from .slots import Gather, SlotOps
+        from .slots import Gather, SlotMessages, SlotOps
 
         potential, backbone = self.potential, self.potential.backbone
         width, n = neighbors.shape
@@ -106,7 +108,14 @@ class _SlotEvaluate(torch.nn.Module):
         system = {"positions": pos_s, "numbers": atomic_numbers, "batch": batch, "total_charge": total_charge,
                   "fidelity": fidelity, "pbc": pbc, "cell": cell_s, "edge_index": edge_index, "edge_vec": vec,
                   "edge_len": length, "vec": vec.new_zeros((0,))}
-        with SlotOps(edge_index, receivers, senders, pair, batch, reverse, pair_slots, width):
+        first_slots = pair_slots[0, :num_pairs]
+        pair_atoms = torch.stack([first_slots % n, senders.index_select(0, first_slots)])
+
+        def messages(weight, features, pair_, edge_index_, num_atoms):  # nn.tensornet.pair_messages in slots
+            return SlotMessages.apply(weight, features, senders, pair, pair_atoms, width)
+
+        with SlotOps(edge_index, receivers, senders, pair, batch, reverse, pair_slots, width), \
+                _replaced(tensornet, "pair_messages", messages):
             x = backbone.on_pairs(atomic_numbers, edge_index, unit_vec, radial_len, pair,
                                   total_charge.expand(n))
             x = torch.cat([x, potential._context(fidelity).expand(n, -1)], dim=-1)
@@ -116,6 +125,17 @@ class _SlotEvaluate(torch.nn.Module):
             out = centre_ensemble(out)
             potential._derivatives(out, positions, strain, cell, True, True, False)
         return tuple(out[key].detach() for key in self.keys)
+
+
+@contextlib.contextmanager
+def _replaced(module, name: str, value):
+    """``module.name`` is ``value`` inside the block (while tracing), as it was after it."""
+    before = getattr(module, name)
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        setattr(module, name, before)
 
 
 def slot_layout(potential: torch.nn.Module) -> bool:

@@ -175,3 +175,40 @@ class SlotOps(torch.overrides.TorchFunctionMode):
     def _spread(self, x: Tensor) -> Tensor:
         """Each atom's row repeated over its ``K`` slots: [N, ...] → [K*N, ...]."""
         return x.unsqueeze(0).expand((self.width,) + x.shape).reshape((-1,) + x.shape[1:])
+
+
+class SlotMessages(torch.autograd.Function):
+    """``nn.tensornet.pair_messages`` in slots: ``msg_i = Σ_k W[pair(k,i)] ⊙ X[neighbor(k,i)]`` with
+    ``W`` [R,3,F] once per pair (parts I, A, S over the 1 + 3 + 5 components of ``X`` [N,9,F]).
+
+    Its backward is explicit, so no per-slot gradient is ever written out: the weights are the same
+    in both directions of a pair, so the gradient to ``X`` is this same message pass of the incoming
+    gradient ``G``, and a pair (i, j)'s weight gradient is ``G_i ⊙ X_j + G_j ⊙ X_i`` summed over each
+    part's components (zero for the self-loop and padding rows, whose lengths are constants).
+    """
+
+    @staticmethod
+    def forward(ctx, weight: Tensor, features: Tensor, senders: Tensor, pair: Tensor, pair_atoms: Tensor,
+                width: int) -> Tensor:
+        ctx.save_for_backward(weight, features, senders, pair, pair_atoms)
+        ctx.width = width
+        return _messages(weight, features, senders, pair, width)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        weight, features, senders, pair, pair_atoms = ctx.saved_tensors
+        grad_features = _messages(weight, grad, senders, pair, ctx.width)
+        i, j = pair_atoms[0], pair_atoms[1]
+        products = grad.index_select(0, i) * features.index_select(0, j) + grad.index_select(0, j) * features.index_select(0, i)
+        parts = torch.stack([products[:, 0], products[:, 1:4].sum(1), products[:, 4:9].sum(1)], dim=1)
+        rest = parts.new_zeros((weight.shape[0] - parts.shape[0],) + parts.shape[1:])
+        return torch.cat([parts, rest]), grad_features, None, None, None, None
+
+
+def _messages(weight: Tensor, features: Tensor, senders: Tensor, pair: Tensor, width: int) -> Tensor:
+    n, out = features.shape[0], []
+    for w, x in zip(weight.split(1, dim=1), features.split([1, 3, 5], dim=1)):  # each part on its own, as pair_sum
+        messages = w.index_select(0, pair) * x.contiguous().index_select(0, senders)
+        out.append(messages.view((width, n) + messages.shape[1:]).sum(0))
+    return torch.cat(out, dim=1)
+

@@ -93,6 +93,16 @@ def pair_sum(weight: Tensor, features: Tensor, edge_index: Tensor, num_atoms: in
     return torch.cat(out, dim=1)
 
 
+def pair_messages(weight: Tensor, features: Tensor, pair: Tensor, edge_index: Tensor, num_atoms: int) -> Tensor:
+    """Σ_j W(r_ij) ⊙ features_j per atom i → [N,9,F], from ``weight`` [R,3,F] once per pair (the
+    same for i → j and j → i) spread to the directions by ``pair`` [E] → [0, R).
+
+    ``nnpcalc.slots`` traces its own version of this function (``slot_messages``), whose backward
+    is the same sum again: with symmetric weights, the gradient to the senders is a message pass.
+    """
+    return pair_sum(weight.index_select(0, pair), features, edge_index, num_atoms)
+
+
 def pair_graph(
     edge_index: Tensor, edge_vec: Tensor, edge_len: Tensor, num_atoms: int
 ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -245,8 +255,7 @@ class Interaction(PairBlock):
         for linear in self.linears_scalar:
             weight = self.act(linear(weight))
         weight = weight * self.cutoff(radial_len).unsqueeze(-1)
-        weight = weight.index_select(0, pair).view(-1, 3, self.hidden_channels)
-        return pair_sum(weight, atoms, edge_index, num_atoms)
+        return pair_messages(weight.view(-1, 3, self.hidden_channels), atoms, pair, edge_index, num_atoms)
 
 
 class TensorNet(nn.Module):
