@@ -45,6 +45,8 @@ import torch
 from .errors import ModelFileError
 
 MIN_ATOMS, MIN_PAIRS = 2, 2
+#: atoms of the structure a program in slots is traced with (its kernels' size hints)
+SLOT_EXAMPLE_ATOMS = 128
 
 
 class _Evaluate(torch.nn.Module):
@@ -160,19 +162,22 @@ def molecules_only(metadata: dict) -> bool:
     return metadata["architecture"].get("electrostatics", "none") != "none"
 
 
-def example_inputs(metadata: dict, dtype: torch.dtype, device: torch.device) -> tuple:
+def example_inputs(metadata: dict, dtype: torch.dtype, device: torch.device, atoms: int = 7) -> tuple:
     """A 7-atom structure of the model's elements (periodic unless the program serves molecules
-    only): the program's arguments, for tracing."""
+    only): the program's arguments, for tracing. ``atoms`` > 7: that many atoms at a liquid's
+    density (0.08 Å⁻³) in a periodic cube, ~40 neighbours each at 5 Å: the compiler's size hints
+    (which loops to spread over threads) then are those of the systems the program will serve."""
     from ase.data import atomic_numbers as numbers_of
 
     from .neighbors import neighbor_graph
 
-    n, cutoff = 7, float(metadata["cutoff"])
+    n, cutoff = max(int(atoms), 7), float(metadata["cutoff"])
     elements = [numbers_of[symbol] for symbol in metadata["elements"]]
     generator = torch.Generator().manual_seed(0)
-    positions = (3.0 * torch.rand(n, 3, generator=generator, dtype=torch.float64)).to(device=device, dtype=dtype)
+    side = 3.0 if n == 7 else (n / 0.08) ** (1 / 3)
+    positions = (side * torch.rand(n, 3, generator=generator, dtype=torch.float64)).to(device=device, dtype=dtype)
     numbers = torch.tensor([elements[k % len(elements)] for k in range(n)], device=device)
-    cell = (2 * cutoff + 3.0) * torch.eye(3, dtype=dtype, device=device).unsqueeze(0)
+    cell = (2 * cutoff + 3.0 if n == 7 else side) * torch.eye(3, dtype=dtype, device=device).unsqueeze(0)
     pbc = torch.full((1, 3), not molecules_only(metadata), dtype=torch.bool, device=device)
     batch = torch.zeros(n, dtype=torch.long, device=device)
     edge_index, shifts = neighbor_graph(positions, cell, pbc, batch, cutoff, "torch")
@@ -260,7 +265,7 @@ def export_program(model_path, dtype: torch.dtype, device, loaded=None,
                              "program in slots (a multi-threaded compiled program)")
     if molecules_only(loaded[1]):
         _molecule_electrostatics(potential, Path(model_path).name)
-    args = example_inputs(loaded[1], dtype, torch.device(device))
+    args = example_inputs(loaded[1], dtype, torch.device(device), atoms=SLOT_EXAMPLE_ATOMS if slots else 7)
     with torch.enable_grad():
         keys = list(potential.evaluate(*args))
     if slots:
