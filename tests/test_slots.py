@@ -202,10 +202,10 @@ def test_nnp_compile_builds_the_program_in_slots_for_models_that_have_one(energy
     assert "in slots, kernels on 2 threads" in CliRunner().invoke(main, ["compile", str(energy_model)]).output
 
 
-def test_programs_in_slots_compile_with_their_settings_and_edge_programs_with_one_thread(monkeypatch, tmp_path):
+def test_programs_in_slots_compile_on_two_threads_and_edge_programs_on_one(monkeypatch, tmp_path):
     seen = []
     monkeypatch.setattr(torch._inductor, "aoti_compile_and_package",
                         lambda program, package_path, inductor_configs: seen.append(inductor_configs) or package_path)
     exported.compile_program(None, tmp_path / "a.pt2", tmp_path, threads=1)
     exported.compile_program(None, tmp_path / "b.pt2", tmp_path, threads=2)
-    assert seen == [{"cpp.threads": 1}, {"cpp.threads": 2, **exported.SLOT_INDUCTOR}]
+    assert seen == [{"cpp.threads": 1, **exported.INDUCTOR_SETTINGS}, {"cpp.threads": 2, **exported.INDUCTOR_SETTINGS}]
