@@ -25,10 +25,9 @@ def command(model, dtypes, artifact, device):
     import torch
 
     from nnpcalc import artifacts
-    from nnpcalc.zoo import resolve
-
     from nnpcalc.exported import slots_possible
     from nnpcalc.modelfile import load
+    from nnpcalc.zoo import resolve
 
     path = resolve(model)
     # a TensorNet model with energy heads alone also gets a program in slots for calls on several threads

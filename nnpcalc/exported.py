@@ -92,13 +92,7 @@ class _SlotEvaluate(torch.nn.Module):
         sym = 0.5 * (strain + strain.transpose(1, 2))
         pos_s, cell_s = positions + positions @ sym[0], cell + torch.bmm(cell, sym)  # Potential's _apply_strain
         senders, pair = neighbors.reshape(-1), pair.reshape(-1)
-        real = pair < num_pairs  # a pair slot, not a self-loop or padding
-        vec = (Gather.apply(pos_s, senders, reverse).view(width, n, 3) - pos_s.unsqueeze(0)
-               + shifts @ cell_s[0]).reshape(-1, 3)
-        vec = torch.where(real.unsqueeze(1), vec, torch.zeros_like(vec))
-        squared = torch.where(real, (vec * vec).sum(-1), torch.ones_like(vec[:, 0]))
-        length = torch.where(real, torch.sqrt(squared), torch.zeros_like(squared))
-        unit_vec = -vec / torch.where(real, length, torch.ones_like(length)).unsqueeze(1)  # upstream: r_i - r_j
+        vec, length, unit_vec = _slot_vectors(pos_s, cell_s, senders, shifts, reverse, pair < num_pairs)
         pair_len = Gather.apply(length, pair_slots[0], first.reshape(1, -1))
         radial_len = torch.cat([pair_len, pair_len.new_zeros((n,)), pair_len.new_full((1,), backbone.cutoff_upper)])
         loops = torch.arange(n, device=pair.device)  # slot 0 of each atom
@@ -127,6 +121,20 @@ class _SlotEvaluate(torch.nn.Module):
             out = centre_ensemble(out)
             potential._derivatives(out, positions, strain, cell, True, True, False)
         return tuple(out[key].detach() for key in self.keys)
+
+
+def _slot_vectors(positions, cell, senders, shifts, reverse, real) -> tuple:
+    """Per slot [K*N]: pair vectors r_j − r_i + shift·cell, lengths and unit vectors r_i − r_j
+    (upstream's sign); zero, without a gradient, for self-loops and padding (``real`` False)."""
+    from .slots import Gather
+
+    width, n = reverse.shape
+    vec = (Gather.apply(positions, senders, reverse).view(width, n, 3) - positions.unsqueeze(0)
+           + shifts @ cell[0]).reshape(-1, 3)
+    vec = torch.where(real.unsqueeze(1), vec, torch.zeros_like(vec))
+    squared = torch.where(real, (vec * vec).sum(-1), torch.ones_like(vec[:, 0]))  # no sqrt'(0)
+    length = torch.where(real, torch.sqrt(squared), torch.zeros_like(squared))
+    return vec, length, -vec / torch.where(real, length, torch.ones_like(length)).unsqueeze(1)
 
 
 @contextlib.contextmanager
