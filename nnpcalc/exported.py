@@ -101,9 +101,11 @@ class _SlotEvaluate(torch.nn.Module):
         receivers = torch.arange(n, device=pair.device).repeat(width)
         edge_index = torch.stack([receivers, senders])
         batch = torch.zeros(n, dtype=torch.long, device=pair.device)
+        # heads that read the graph (the ZBL wall) see self-loops and padding at twice the cutoff: out of reach
+        far = torch.where(pair < num_pairs, length, torch.full_like(length, 2 * backbone.cutoff_upper))
         system = {"positions": pos_s, "numbers": atomic_numbers, "batch": batch, "total_charge": total_charge,
                   "fidelity": fidelity, "pbc": pbc, "cell": cell_s, "edge_index": edge_index, "edge_vec": vec,
-                  "edge_len": length, "vec": vec.new_zeros((0,))}
+                  "edge_len": far, "vec": vec.new_zeros((0,))}
         first_slots = pair_slots[0, :num_pairs]
         pair_atoms = torch.stack([first_slots % n, senders.index_select(0, first_slots)])
 
@@ -148,13 +150,20 @@ def _replaced(module, name: str, value):
         setattr(module, name, before)
 
 
+#: heads a program in slots serves (``slots_possible``): the energy head, and the ZBL wall, which
+#: reads the graph (its self-loop and padding slots sit beyond every wall's range: ``_SlotEvaluate``)
+SLOT_HEADS = ("energy", "zbl")
+
+
 def slot_layout(potential: torch.nn.Module) -> bool:
-    """Whether ``potential``'s program can take its graph in slots: a TensorNet backbone, and heads
-    that read no graph (pair priors would see the padding)."""
+    """Whether ``potential``'s program can take its graph in slots: a TensorNet backbone, and
+    heads of the kinds in ``SLOT_HEADS``."""
     from .nn.heads import EnergyHead
+    from .nn.priors import ZBLRepulsion
     from .nn.tensornet import TensorNet
 
-    return isinstance(potential.backbone, TensorNet) and all(type(head) is EnergyHead for head in potential.heads)
+    return isinstance(potential.backbone, TensorNet) and all(
+        type(head) in (EnergyHead, ZBLRepulsion) for head in potential.heads)
 
 
 def slot_inputs(args: tuple) -> tuple:
@@ -269,8 +278,8 @@ def export_program(model_path, dtype: torch.dtype, device, loaded=None,
     loaded = loaded if loaded is not None else load(model_path)
     potential = rebuild(model_path, loaded).to(device=device, dtype=dtype).eval().requires_grad_(False)
     if slots and not (slot_layout(potential) and slots_possible(loaded[1])):
-        raise ModelFileError(f"{Path(model_path).name}: only TensorNet models with energy heads alone have a "
-                             "program in slots (a multi-threaded compiled program)")
+        raise ModelFileError(f"{Path(model_path).name}: only TensorNet models whose heads are all of "
+                             f"{', '.join(SLOT_HEADS)} have a program in slots (a multi-threaded compiled program)")
     if molecules_only(loaded[1]):
         _molecule_electrostatics(potential, Path(model_path).name)
     args = example_inputs(loaded[1], dtype, torch.device(device), atoms=SLOT_EXAMPLE_ATOMS if slots else 7)
@@ -284,8 +293,9 @@ def export_program(model_path, dtype: torch.dtype, device, loaded=None,
 def slots_possible(metadata: dict) -> bool:
     """Whether a model file's metadata allows a program in slots (see :func:`slot_layout`)."""
     architecture = metadata["architecture"]
+    kinds = [head if isinstance(head, str) else head.get("kind") for head in architecture.get("heads", ())]
     return (architecture.get("backbone") == "tensornet" and architecture.get("electrostatics", "none") == "none"
-            and all(head == "energy" for head in architecture.get("heads", ())))
+            and all(kind in SLOT_HEADS for kind in kinds))
 
 
 def _molecule_electrostatics(potential: torch.nn.Module, name: str) -> None:

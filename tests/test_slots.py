@@ -104,14 +104,24 @@ def test_gather_backward_is_the_index_select_gradient():
     assert torch.allclose(got, expected, rtol=0, atol=1e-15)
 
 
-@pytest.mark.parametrize("name", ["ethanol", "ion", "metal"])
-def test_slot_evaluation_matches_the_edge_list(energy_model, name):
+@pytest.fixture(scope="module")
+def wall_model(tmp_path_factory, model_factory):
+    return model_factory(tmp_path_factory.mktemp("slots") / "wall.pt", heads=("energy", {"kind": "zbl", "radius_factor": 1.0}))[0]
+
+
+@pytest.mark.parametrize("name", ["ethanol", "ion", "metal", "squeezed"])
+@pytest.mark.parametrize("which", ["energy_model", "wall_model"])
+def test_slot_evaluation_matches_the_edge_list(which, name, request):
     """``_SlotEvaluate`` run eagerly (``SlotOps`` rewrites its gathers and scatters there too)
     against ``Potential.evaluate`` on the edge list: energy, forces and stress to 1e-10."""
-    loaded = load(energy_model)
-    potential = rebuild(energy_model, loaded).to(F64).eval().requires_grad_(False)
+    path = request.getfixturevalue(which)
+    loaded = load(path)
+    potential = rebuild(path, loaded).to(F64).eval().requires_grad_(False)
     assert exported.slot_layout(potential) and exported.slots_possible(loaded[1])
-    inputs = call_inputs(structures()[name], loaded[1]["cutoff"])
+    atoms = structures()["ethanol" if name == "squeezed" else name]
+    if name == "squeezed":  # C-H bonds at 60 %: inside the ZBL wall's range
+        atoms.positions *= 0.6
+    inputs = call_inputs(atoms, loaded[1]["cutoff"])
     with torch.enable_grad():
         reference = potential.evaluate(*inputs)
         keys = list(reference)
@@ -135,7 +145,7 @@ def test_slot_ops_leave_other_index_ops_alone():
 def test_only_tensornet_energy_models_have_a_program_in_slots(model_file, energy_model):
     assert exported.slots_possible(load(energy_model)[1])
     assert not exported.slots_possible(load(model_file)[1])  # charges and dipole heads
-    with pytest.raises(ModelFileError, match="only TensorNet models with energy heads"):
+    with pytest.raises(ModelFileError, match="only TensorNet models whose heads"):
         exported.export_program(model_file, F64, "cpu", slots=True)
     assert artifacts.for_model(model_file, F64, "cpu", "compiled", threads=2) is None  # nothing built, no warning
     with pytest.raises(ValueError, match="only compiled programs"):
