@@ -30,7 +30,7 @@ def command(model, dtypes, artifact, device):
     from nnpcalc.zoo import resolve
 
     path = resolve(model)
-    # a TensorNet model with energy heads alone also gets a program in slots for calls on several threads
+    # a TensorNet model with energy (and ZBL) heads alone also gets a program in slots for calls on several threads
     parallel = artifact == "compiled" and slots_possible(load(path)[1])
     for name in dtypes:
         for threads in (1, artifacts.PARALLEL_THREADS) if parallel else (1,):

@@ -22,11 +22,12 @@ numbers). A program serves one structure of ``N >= 2`` atoms and ``E >= 2`` pair
 compiled one runs on one thread, so it serves the graphs the runtime runs on one thread, and every
 graph while torch runs on at most ``COMPILED_MAX_THREADS`` threads (it is faster there than the file).
 
-A TensorNet model with energy heads alone gets a second compiled program (``nnp compile`` builds
-both): it takes its graph in per-receiver slots (``nnpcalc.slots``), holds no scatter, and runs its
-kernels on ``PARALLEL_THREADS`` threads; it serves the calls the runtime runs on that many threads
-(graphs of ``serial_pairs`` pairs and up). An edge-list program cannot: its scatters would need
-atomic adds, slower on two threads than on one (docs/benchmarks.md, figure 1).
+A TensorNet model whose heads are the energy and, optionally, the ZBL wall gets a second compiled
+program (``nnp compile`` builds both): it takes its graph in per-receiver slots
+(``nnpcalc.slots``), holds no scatter, and runs its kernels on ``PARALLEL_THREADS`` threads; it
+serves the calls the runtime runs on that many threads (graphs of ``serial_pairs`` pairs and up).
+An edge-list program cannot: its scatters would need atomic adds, slower on two threads than on one
+(docs/benchmarks.md, figure 1).
 
 Loading an exported program never unpickles (the archive is checked first). A compiled package
 is native code: nnpcalc loads only packages it compiled itself into its own cache.

@@ -15,10 +15,10 @@ dynamic number of atoms and pairs. The program takes the neighbour graph as an i
 included). One structure per call, ``N >= 2`` atoms, ``E >= 2`` directed pairs of a full
 (symmetric) list. ``nnpcalc.artifacts`` caches and chooses; this module only builds.
 
-A TensorNet model with energy heads alone can also be traced with its graph in slots
-(:class:`_SlotEvaluate`, ``nnpcalc.slots``): the same network code, whose gathers and scatters
-``SlotOps`` turns into gathers and sums over slots, so the program holds no scatter and its
-compiled kernels can run on several threads.
+A TensorNet model whose heads are the energy and, optionally, the ZBL wall can also be traced with
+its graph in slots (:class:`_SlotEvaluate`, ``nnpcalc.slots``): the same network code, whose
+gathers and scatters ``SlotOps`` turns into gathers and sums over slots, so the program holds no
+scatter and its compiled kernels can run on several threads.
 
 Two ops of the network code are traced as plain elementwise ops (``_ShimmedOps``): 3 × 3
 determinants (the stress' volume) by cofactor expansion and ``bincount`` (atoms per structure)
