@@ -288,6 +288,36 @@ def _refuse_pickles(path: Path) -> None:
         raise ModelFileError(f"{path} is not a readable exported program ({err}); delete it to rebuild") from err
 
 
+_noticed: set = set()  # (model file and dtype, kind) already said stale in this process: one word per model
+
+
+def _notice_stale(model_path, kind: str, info: dict, root) -> None:
+    """Warn (once per process) when the cache holds a ``kind`` program of this very model file built
+    by another nnpcalc, torch, CPU or network code: ``nnp compile`` was run, and an upgrade made
+    its program miss, so the TorchScript file serves until it is run again."""
+    stem = f"{Path(model_path).stem}-{info['dtype']}-"
+    key = (stem, kind)
+    if key in _noticed:
+        return
+    for sidecar in cache_dir(root).glob(f"{stem}*.{kind}.pt2.json"):
+        try:
+            stored = json.loads(sidecar.read_text())
+        except (OSError, ValueError):
+            continue
+        if (stored.get("model_sha256") == info["model_sha256"] and stored.get("device") == info["device"]
+                and stored.get("kernel_threads", 1) == info["kernel_threads"]):
+            _noticed.add(key)
+            changed = [k for k in ("nnpcalc_version", "torch_version", "code_sha256", "cpu", "artifact_version")
+                       if stored.get(k) != info[k]]
+            warnings.warn(
+                f"nnpcalc: the {kind} program cached for {Path(model_path).name} ({info['dtype']}) was built "
+                f"for another {', '.join(changed) or 'build'}; the TorchScript file serves (same numbers, "
+                f"slower). Run `nnp compile {model_path}` to rebuild it for this installation.",
+                ArtifactWarning, stacklevel=4,
+            )
+            return
+
+
 def for_model(model_path: str | Path, dtype: torch.dtype, device="cpu", artifact: str = "auto",
               root=None, loaded=None, threads: int = 1) -> Program | None:
     """The program serving ``model_path`` in ``dtype`` on ``device``, or None: the TorchScript file serves.
@@ -313,6 +343,7 @@ def for_model(model_path: str | Path, dtype: torch.dtype, device="cpu", artifact
         path, step = cache_path(model_path, kind, info, root), "load"
         if not path.is_file():
             if artifact == "auto":
+                _notice_stale(model_path, kind, info, root)
                 return None
             step = "build"
             build(model_path, kind, dtype, device, root, loaded, threads)

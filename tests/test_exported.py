@@ -326,3 +326,21 @@ def test_other_backbones_export_exactly(backbone, model_factory, tmp_path):
     path = model_factory(tmp_path / f"{backbone}.pt", backbone=backbone)[0]
     program = artifacts.load(artifacts.build(path, "exported", F64, "cpu", tmp_path / "cache"))
     assert_program_matches_file(program, path)
+
+
+def test_a_program_made_stale_by_an_upgrade_is_named_once_and_the_file_serves(model_file, cache):
+    """After an upgrade (new network code, torch, ...), `nnp compile`'s program misses: say so once."""
+    from nnpcalc import artifacts as arts
+
+    info = arts.artifact_info(model_file, F64, "cpu")
+    old = info | {"code_sha256": "0" * 64, "torch_version": "2.12.0"}
+    path = arts.cache_path(model_file, "compiled", old)
+    path.parent.mkdir(parents=True)
+    path.with_name(path.name + ".json").write_text(json.dumps(old | {"kind": "compiled", "keys": ["energy"]}))
+    arts._noticed.clear()
+    with pytest.warns(ArtifactWarning, match=r"built for another torch_version, code_sha256.*nnp compile"):
+        assert arts.for_model(model_file, F64, "cpu", "auto") is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert arts.for_model(model_file, F64, "cpu", "auto") is None  # said once per process
+        assert arts.for_model(model_file, torch.float32, "cpu", "auto") is None  # another dtype: no entry, no word
