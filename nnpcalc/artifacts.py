@@ -127,7 +127,6 @@ class Program:
         self.kind, self.module, self.keys, self.path = kind, module, list(keys), path
         self.molecules_only = molecules_only  # built for pbc all False (models with electrostatics)
         self.threads = int(threads)  # its kernels' threads; > 1: it takes its graph in slots
-        self._slots = (None, None)  # (edge_index, its SlotGraph): the last call's, reused while the list is
         self._fidelity = {}  # (structures, device) → the default fidelity's zeros, made once
 
     def __repr__(self) -> str:
@@ -152,8 +151,10 @@ class Program:
             if fidelity is None:
                 fidelity = self._fidelity[key] = torch.zeros(cell.shape[0], dtype=torch.long, device=cell.device)
         inputs = (positions, atomic_numbers, cell, pbc, total_charge, batch, fidelity, edge_index, shifts)
-        if self.threads > 1:
-            inputs = (positions, atomic_numbers, cell, pbc, total_charge, fidelity) + self._slot_graph(edge_index, shifts, positions.shape[0])
+        if self.threads > 1:  # the graph in slots (nnpcalc.slots), built per call: ~1.5 ms for 256 atoms
+            from .exported import slot_inputs
+
+            inputs = slot_inputs(inputs)
         if self.kind == "compiled":  # its C++ runner sets grad mode itself: no no_grad block (~5 µs)
             with flushed_subnormals():
                 values = self.module(*inputs)
@@ -161,15 +162,6 @@ class Program:
             with torch.no_grad():  # forces and stress are ops of the program
                 values = self.module(*inputs)
         return dict(zip(self.keys, values))
-
-    def _slot_graph(self, edge_index: torch.Tensor, shifts: torch.Tensor, num_atoms: int) -> tuple:
-        from .slots import slot_graph
-
-        last, graph = self._slots
-        if last is not edge_index:
-            graph = slot_graph(edge_index, shifts, num_atoms)
-            self._slots = (edge_index, graph)
-        return tuple(graph)
 
 
 #: a float32 subnormal: multiplied by one it stays itself unless this thread flushes subnormals

@@ -53,17 +53,7 @@ def slot_graph(edge_index: Tensor, shifts: Tensor, num_atoms: int) -> SlotGraph:
     i, j = edge_index.cpu().numpy()
     lattice = np.rint(shifts.detach().cpu().numpy()).astype(np.int64)
     n, count = int(num_atoms), i.shape[0]
-    # the reverse of each directed pair: sort by (i, j, s) and by (j, i, -s), each as one int64 key
-    # (shift components in [-m, m]); equal ranks are reverses
-    reach = int(np.abs(lattice).max()) if count else 0
-    base = 2 * reach + 1
-    code = ((lattice[:, 0] + reach) * base + lattice[:, 1] + reach) * base + lattice[:, 2] + reach
-    forward = np.argsort((i * n + j) * base**3 + code, kind="stable")
-    backward = np.argsort((j * n + i) * base**3 + (base**3 - 1 - code), kind="stable")
-    partner = np.empty(count, dtype=np.int64)
-    partner[forward] = backward
-    if count and not ((i[partner] == j).all() and (j[partner] == i).all() and (lattice[partner] == -lattice).all()):
-        raise ValueError("slot layout: the neighbour list is not symmetric (a full list is needed)")
+    forward, partner = _reverse_pairs(i, j, lattice, n)
     degree = np.bincount(i, minlength=n) + 1  # + the self-loop
     width = int(degree.max()) if n else 1
     start = np.concatenate([[0], np.cumsum(degree - 1)[:-1]])
@@ -108,6 +98,23 @@ def slot_graph(edge_index: Tensor, shifts: Tensor, num_atoms: int) -> SlotGraph:
         as_long(np.ascontiguousarray(pair_slots.reshape(2, num_pairs))),
         as_long(major(listed)),
     )
+
+
+def _reverse_pairs(i: np.ndarray, j: np.ndarray, lattice: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the pairs' order by (i, j, s), each directed pair's reverse j → i − s); ``ValueError`` if one
+    is missing. Both sorts use one int64 key per pair (shift components in [-m, m]); equal ranks in
+    the two orders are reverses."""
+    count = i.shape[0]
+    reach = int(np.abs(lattice).max()) if count else 0
+    base = 2 * reach + 1
+    code = ((lattice[:, 0] + reach) * base + lattice[:, 1] + reach) * base + lattice[:, 2] + reach
+    forward = np.argsort((i * n + j) * base**3 + code, kind="stable")
+    backward = np.argsort((j * n + i) * base**3 + (base**3 - 1 - code), kind="stable")
+    partner = np.empty(count, dtype=np.int64)
+    partner[forward] = backward
+    if count and not ((i[partner] == j).all() and (j[partner] == i).all() and (lattice[partner] == -lattice).all()):
+        raise ValueError("slot layout: the neighbour list is not symmetric (a full list is needed)")
+    return forward, partner
 
 
 class Gather(torch.autograd.Function):

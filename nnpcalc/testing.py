@@ -34,6 +34,22 @@ class Check:
         return f"{self.name}: error {self.error:.3g} (tolerance {self.tolerance:.3g}) {'ok' if self.passed else 'FAIL'}"
 
 
+def program_inputs(atoms: Atoms, cutoff: float, dtype=None) -> tuple:
+    """One structure as ``Potential.evaluate`` and the exported programs take it (float64 unless
+    ``dtype``): positions, numbers, cell, pbc, total charge (``atoms.info["charge"]``), batch, the
+    default fidelity, and the full neighbour list within ``cutoff`` (edge_index, shifts)."""
+    import torch
+
+    from .neighbors import neighbor_graph
+    from .runtime import stack_structures
+
+    dtype = dtype or torch.float64
+    positions, numbers, cell, pbc, batch = stack_structures([atoms], dtype)
+    graph = neighbor_graph(positions, cell, pbc, batch, cutoff)
+    charge = torch.tensor([atoms.info.get("charge", 0.0)], dtype=dtype)
+    return (positions, numbers, cell, pbc, charge, batch, torch.zeros(1, dtype=torch.long), *graph)
+
+
 def _with(calc: Calculator, atoms: Atoms) -> Atoms:
     atoms = atoms.copy()
     atoms.calc = calc

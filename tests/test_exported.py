@@ -20,9 +20,8 @@ from nnpcalc import artifacts, exported, modelfile
 from nnpcalc.calculator import NNPCalculator
 from nnpcalc.errors import ArtifactWarning, ModelFileError
 from nnpcalc.nn.build import rebuild
-from nnpcalc.neighbors import neighbor_graph
-from nnpcalc.runtime import Model, stack_structures
-from nnpcalc.testing import TOLERANCES, check_forces, check_stress
+from nnpcalc.runtime import Model
+from nnpcalc.testing import TOLERANCES, check_forces, check_stress, program_inputs
 
 F64 = torch.float64
 EXACT = 1e-10  # every path agrees to this in float64 (eV, eV/Å, eV/Å³, e)
@@ -47,14 +46,6 @@ def structures():
     return {"ethanol": ethanol, "ion": ion, "metal": metal}
 
 
-def call_inputs(atoms, cutoff):
-    positions, numbers, cell, pbc, batch = stack_structures([atoms], F64)
-    graph = neighbor_graph(positions, cell, pbc, batch, cutoff)
-    charge = torch.tensor([atoms.info.get("charge", 0.0)], dtype=F64)
-    fidelity = torch.zeros(1, dtype=torch.long)
-    return (positions, numbers, cell, pbc, charge, batch, fidelity, *graph)
-
-
 def max_difference(out: dict, reference: dict) -> float:
     """Largest deviation over ``reference``'s outputs (a program also gives stress without a volume)."""
     assert set(reference) <= set(out)
@@ -66,7 +57,7 @@ def assert_program_matches_file(program, path) -> None:
     scripted, metadata = modelfile.load(path)
     scripted = scripted.to(F64)
     for name, atoms in structures().items():
-        args = call_inputs(atoms, metadata["cutoff"])
+        args = program_inputs(atoms, metadata["cutoff"])
         with modelfile.calling():
             reference = scripted.forward_batch(*args)
         assert max_difference(program(*args), reference) < EXACT, name
@@ -81,7 +72,7 @@ def test_eager_evaluate_matches_torchscript(model_file):
     scripted = scripted.to(F64)
     eager = rebuild(model_file, (scripted, metadata)).to(F64).eval()
     for name, atoms in structures().items():
-        args = call_inputs(atoms, metadata["cutoff"])
+        args = program_inputs(atoms, metadata["cutoff"])
         with modelfile.calling():
             reference = scripted.forward_batch(*args)
             out = eager.evaluate(*args)
@@ -235,7 +226,7 @@ def test_exported_matches_torchscript_and_eager(exported_model):
     scripted = scripted.to(F64)
     eager = rebuild(path, (scripted, metadata)).to(F64).eval()
     for name, atoms in structures().items():
-        args = call_inputs(atoms, metadata["cutoff"])
+        args = program_inputs(atoms, metadata["cutoff"])
         with modelfile.calling():
             reference = scripted.forward_batch(*args)
             out = eager.evaluate(*args)

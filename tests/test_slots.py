@@ -16,11 +16,10 @@ from nnpcalc import artifacts, exported
 from nnpcalc.calculator import NNPCalculator
 from nnpcalc.errors import ModelFileError
 from nnpcalc.modelfile import load
-from nnpcalc.neighbors import neighbor_graph
 from nnpcalc.nn.build import rebuild
-from nnpcalc.runtime import Model, stack_structures
+from nnpcalc.runtime import Model
 from nnpcalc.slots import Gather, SlotOps, slot_graph
-from nnpcalc.testing import TOLERANCES, check_forces, check_stress
+from nnpcalc.testing import TOLERANCES, check_forces, check_stress, program_inputs
 
 F64 = torch.float64
 EXACT = 1e-10
@@ -40,13 +39,6 @@ def structures():
     return {"ethanol": ethanol, "ion": ion, "metal": metal}
 
 
-def call_inputs(atoms, cutoff):
-    positions, numbers, cell, pbc, batch = stack_structures([atoms], F64)
-    graph = neighbor_graph(positions, cell, pbc, batch, cutoff)
-    charge = torch.tensor([atoms.info.get("charge", 0.0)], dtype=F64)
-    return (positions, numbers, cell, pbc, charge, batch, torch.zeros(1, dtype=torch.long), *graph)
-
-
 @pytest.fixture(scope="module")
 def energy_model(tmp_path_factory, model_factory):
     return model_factory(tmp_path_factory.mktemp("slots") / "energy.pt", heads=("energy",))[0]
@@ -55,7 +47,7 @@ def energy_model(tmp_path_factory, model_factory):
 @pytest.mark.parametrize("name", ["ethanol", "metal"])
 def test_every_slot_is_paired_with_its_reverse(name):
     atoms = structures()[name]
-    inputs = call_inputs(atoms, 4.0)
+    inputs = program_inputs(atoms, 4.0)
     edge_index, shifts = inputs[7], inputs[8]
     graph = slot_graph(edge_index, shifts, len(atoms))
     width, n = graph.neighbors.shape
@@ -85,7 +77,7 @@ def test_every_slot_is_paired_with_its_reverse(name):
 
 
 def test_a_half_list_is_refused():
-    inputs = call_inputs(structures()["ethanol"], 4.0)
+    inputs = program_inputs(structures()["ethanol"], 4.0)
     edge_index, shifts = inputs[7], inputs[8]
     half = edge_index[0] < edge_index[1]
     with pytest.raises(ValueError, match="not symmetric"):
@@ -121,7 +113,7 @@ def test_slot_evaluation_matches_the_edge_list(which, name, request):
     atoms = structures()["ethanol" if name == "squeezed" else name]
     if name == "squeezed":  # C-H bonds at 60 %: inside the ZBL wall's range
         atoms.positions *= 0.6
-    inputs = call_inputs(atoms, loaded[1]["cutoff"])
+    inputs = program_inputs(atoms, loaded[1]["cutoff"])
     with torch.enable_grad():
         reference = potential.evaluate(*inputs)
         keys = list(reference)
@@ -161,7 +153,7 @@ def test_the_traced_program_in_slots_holds_no_scatter(energy_model):
     potential = rebuild(energy_model, loaded).to(F64).eval()
     module = program.module()
     for atoms in structures().values():
-        inputs = call_inputs(atoms, loaded[1]["cutoff"])
+        inputs = program_inputs(atoms, loaded[1]["cutoff"])
         with torch.enable_grad():
             reference = potential.evaluate(*inputs)
         out = dict(zip(keys, module(*exported.slot_inputs(inputs))))
